@@ -1,0 +1,98 @@
+"""The envelope every event travels in, and the registry of contracts by type name."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+def new_ref(prefix: str) -> str:
+    """An opaque reference: random, never derived from the person it points at."""
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+class Event(BaseModel):
+    """Base of every contract. Readers ignore fields they do not know (additive evolution)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    producer: ClassVar[str]
+
+
+REGISTRY: dict[str, type[Event]] = {}
+
+
+def contract(producer: str, version: int = 1):
+    def register(cls: type[Event]) -> type[Event]:
+        cls.event_type = cls.__name__
+        cls.schema_version = version
+        cls.producer = producer
+        if cls.__name__ in REGISTRY:
+            raise RuntimeError(f"contract {cls.__name__} declared twice")
+        REGISTRY[cls.__name__] = cls
+        return cls
+
+    return register
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: str
+    type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: datetime
+    correlation_id: str
+    causation_id: str | None = None
+    producer: str
+    payload: dict[str, Any]
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must carry a time zone")
+        return value.astimezone(UTC)
+
+    @classmethod
+    def wrap(
+        cls,
+        event: Event,
+        *,
+        correlation_id: str | None = None,
+        causation: Envelope | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        event_id = str(uuid.uuid4())
+        if causation is not None and correlation_id is None:
+            correlation_id = causation.correlation_id
+        return cls(
+            event_id=event_id,
+            type=event.event_type,
+            schema_version=event.schema_version,
+            occurred_at=occurred_at or datetime.now(UTC),
+            correlation_id=correlation_id or event_id,
+            causation_id=causation.event_id if causation else None,
+            producer=event.producer,
+            payload=event.model_dump(mode="json"),
+        )
+
+    def open(self) -> Event:
+        """The typed contract inside; raises UnknownEvent or ValidationError."""
+        contract_cls = REGISTRY.get(self.type)
+        if contract_cls is None:
+            raise UnknownEvent(f"no contract named {self.type!r}")
+        return contract_cls.model_validate(self.payload)
+
+
+class UnknownEvent(Exception):
+    pass
+
+
+__all__ = ["Envelope", "Event", "REGISTRY", "UnknownEvent", "ValidationError", "contract", "new_ref"]

@@ -1,0 +1,254 @@
+"""Consumer groups over FastStream with the guarantees FastStream's defaults do not give.
+
+* groups are created at id 0 before any subscriber starts, so nothing published earlier is missed;
+* entries are read in batches and acknowledged only after the store committed their effects;
+* the inbox makes a redelivered event a no-op;
+* a second subscriber per stream takes over entries left pending (by a crash, or a failed
+  handler) once they are idle, and dead-letters an entry after `max_deliveries`;
+* malformed or unknown entries are dead-lettered at once, with the reason, and the stream moves on;
+* a watchdog recreates groups and restarts subscribers that stopped (e.g. after a Redis restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from faststream import AckPolicy
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.annotations import RedisBatchStreamMessage
+from pydantic import ValidationError
+from redis.exceptions import ResponseError
+from sqlmodel import col, select
+
+from shared.events import Envelope, Event, UnknownEvent, dead_letter_stream, group_name, streams_read_by
+
+from .tables import InboxEntry
+from .uow import UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger("consumer")
+
+Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
+
+
+@dataclass
+class Entry:
+    stream: str
+    entry_id: bytes
+    raw: Any
+    envelope: Envelope | None = None
+    event: Event | None = None
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        broker: RedisBroker,
+        *,
+        service: str,
+        namespace: str,
+        consumer: str,
+        handlers: dict[str, Handler],
+        uow: UnitOfWorkFactory,
+        batch_size: int = 100,
+        poll_interval_ms: int = 200,
+        reclaim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+    ):
+        self.broker = broker
+        self.service = service
+        self.group = group_name(service)
+        self.consumer = consumer
+        self.handlers = handlers
+        self.uow = uow
+        self.streams = streams_read_by(namespace, service)
+        self.dead_letters = dead_letter_stream(namespace)
+        self.max_deliveries = max_deliveries
+        self.reclaim_idle_ms = reclaim_idle_ms
+        self.subscribers = []
+        self.stats = {"received": 0, "processed": 0, "duplicates": 0, "failed": 0, "dead_lettered": 0, "reclaimed": 0}
+        for stream in self.streams:
+            self._subscribe(stream, batch_size, poll_interval_ms)
+
+    def _subscribe(self, stream: str, batch_size: int, poll_interval_ms: int) -> None:
+        main = self.broker.subscriber(
+            stream=StreamSub(
+                stream, group=self.group, consumer=self.consumer, batch=True,
+                max_records=batch_size, polling_interval=poll_interval_ms,
+            ),
+            ack_policy=AckPolicy.MANUAL,
+        )
+        reclaim = self.broker.subscriber(
+            stream=StreamSub(
+                stream, group=self.group, consumer=self.consumer, batch=True,
+                min_idle_time=self.reclaim_idle_ms, polling_interval=max(poll_interval_ms, 500),
+            ),
+            ack_policy=AckPolicy.MANUAL,
+        )
+
+        @main
+        async def on_batch(body: list[Any], msg: RedisBatchStreamMessage) -> None:
+            await self.consume(stream, msg.raw_message["message_ids"], body, reclaimed=False)
+
+        @reclaim
+        async def on_reclaimed(body: list[Any], msg: RedisBatchStreamMessage) -> None:
+            await self.consume(stream, msg.raw_message["message_ids"], body, reclaimed=True)
+
+        self.subscribers += [main, reclaim]
+
+    async def ensure_groups(self) -> None:
+        client = await self.broker.connect()
+        for stream in self.streams:
+            try:
+                await client.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def running(self) -> bool:
+        return all(sub.running for sub in self.subscribers)
+
+    async def watch(self, every: float = 2.0) -> None:
+        """Bring stopped subscribers back, e.g. after Redis lost its groups in a restart."""
+        while True:
+            await asyncio.sleep(every)
+            stopped = [sub for sub in self.subscribers if not sub.running]
+            if not stopped:
+                continue
+            try:
+                await self.ensure_groups()
+                for sub in stopped:
+                    await sub.stop()
+                    await sub.start()
+                log.warning("consumer.restarted_subscribers", count=len(stopped))
+            except Exception as exc:
+                log.warning("consumer.restart_failed", error=type(exc).__name__)
+
+    # --- processing ---------------------------------------------------------------
+
+    async def consume(self, stream: str, entry_ids: list[bytes], bodies: list[Any], *, reclaimed: bool) -> None:
+        entries = [Entry(stream, entry_id, raw) for entry_id, raw in zip(entry_ids, bodies, strict=True)]
+        self.stats["received"] += len(entries)
+        if reclaimed:
+            self.stats["reclaimed"] += len(entries)
+            entries = await self._dead_letter_exhausted(entries)
+
+        useful: list[Entry] = []
+        ignored: list[Entry] = []
+        for entry in entries:
+            reason = self._parse(entry)
+            if reason is not None:
+                await self._dead_letter(entry, reason, deliveries=1)
+            elif entry.envelope.type in self.handlers:
+                useful.append(entry)
+            else:
+                ignored.append(entry)
+        if ignored:
+            await self._ack(stream, ignored)
+        if not useful:
+            return
+
+        try:
+            await self._apply(useful)
+            await self._ack(stream, useful)
+            return
+        except Exception as exc:
+            log.warning("consumer.batch_failed", stream=stream, size=len(useful), error=type(exc).__name__)
+
+        # One bad event must not hold back the others: retry each on its own.
+        for entry in useful:
+            try:
+                await self._apply([entry])
+                await self._ack(stream, [entry])
+            except Exception as exc:
+                self.stats["failed"] += 1
+                log.error(
+                    "consumer.handler_failed", event_id=entry.envelope.event_id,
+                    event_type=entry.envelope.type, error=type(exc).__name__,
+                )
+
+    def _parse(self, entry: Entry) -> str | None:
+        try:
+            entry.envelope = Envelope.model_validate(entry.raw)
+            if entry.envelope.type in self.handlers:
+                entry.event = entry.envelope.open()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return f"invalid {where}: {first['msg']}"
+        except UnknownEvent as exc:
+            return str(exc)
+        except Exception as exc:
+            return f"unreadable entry: {type(exc).__name__}"
+        return None
+
+    async def _apply(self, entries: list[Entry]) -> None:
+        async with self.uow() as uow:
+            ids = [e.envelope.event_id for e in entries]
+            seen = set((await uow.session.exec(select(InboxEntry.event_id).where(col(InboxEntry.event_id).in_(ids)))).all())
+            done = 0
+            for entry in entries:
+                env = entry.envelope
+                if env.event_id in seen:
+                    self.stats["duplicates"] += 1
+                    continue
+                seen.add(env.event_id)
+                await self.handlers[env.type](uow, env, entry.event)
+                uow.session.add(InboxEntry(event_id=env.event_id, event_type=env.type, stream=entry.stream))
+                done += 1
+            await uow.commit()
+        self.stats["processed"] += done
+        for entry in entries:
+            log.debug("consumer.handled", event_id=entry.envelope.event_id, event_type=entry.envelope.type)
+
+    async def _ack(self, stream: str, entries: list[Entry]) -> None:
+        client = await self.broker.connect()
+        await client.xack(stream, self.group, *[e.entry_id for e in entries])
+
+    async def _dead_letter_exhausted(self, entries: list[Entry]) -> list[Entry]:
+        client = await self.broker.connect()
+        keep = []
+        for entry in entries:
+            pending = await client.xpending_range(
+                entry.stream, self.group, min=entry.entry_id, max=entry.entry_id, count=1
+            )
+            deliveries = int(pending[0]["times_delivered"]) if pending else 1
+            if deliveries > self.max_deliveries:
+                await self._dead_letter(entry, f"handler failed {deliveries - 1} times", deliveries=deliveries)
+            else:
+                keep.append(entry)
+        return keep
+
+    async def _dead_letter(self, entry: Entry, reason: str, *, deliveries: int) -> None:
+        client = await self.broker.connect()
+        env = entry.envelope
+        fields = {
+            "origin_stream": entry.stream,
+            "origin_id": entry.entry_id,
+            "group": self.group,
+            "reason": reason,
+            "deliveries": deliveries,
+            "event_id": env.event_id if env else "",
+            "event_type": env.type if env else "",
+        }
+        fields["body"] = _to_bytes(entry.raw)
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.dead_letters, fields)
+            pipe.xack(entry.stream, self.group, entry.entry_id)
+            await pipe.execute()
+        self.stats["dead_lettered"] += 1
+        log.error("consumer.dead_lettered", stream=entry.stream, entry_id=entry.entry_id.decode(),
+                  event_id=fields["event_id"], event_type=fields["event_type"], reason=reason)
+
+
+def _to_bytes(raw: Any) -> bytes:
+    if isinstance(raw, bytes):
+        return raw
+    try:
+        return orjson.dumps(raw)
+    except TypeError:
+        return repr(raw).encode()

@@ -1,0 +1,133 @@
+"""Everything a service needs to take part in the event flow, built in one place per process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from faststream.redis import RedisBroker
+from sqlalchemy import Table, text
+
+from shared.settings import ServiceSettings
+from shared.store import create_tables, make_engine, session_factory
+
+from .consumer import EventConsumer, Handler
+from .relay import OutboxRelay
+from .tables import MESSAGING_TABLES
+from .uow import UnitOfWorkFactory
+
+
+class ServiceRuntime:
+    def __init__(self, settings: ServiceSettings, *, tables: list[Table], handlers: dict[str, Handler]):
+        self.settings = settings
+        self.tables = [*MESSAGING_TABLES, *tables]
+        self.engine = make_engine(settings.database_url)
+        self.sessions = session_factory(self.engine)
+        self.broker = RedisBroker(
+            settings.redis_url,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=15,
+            logger=logging.getLogger("faststream"),
+            graceful_timeout=10,
+        )
+        self.relay = OutboxRelay(self.broker, self.sessions, poll_seconds=settings.outbox_poll_seconds)
+        self.uow = UnitOfWorkFactory(self.sessions, settings.namespace, self.relay.wake)
+        self.consumer = EventConsumer(
+                self.broker,
+                service=settings.service_name,
+                namespace=settings.namespace,
+                consumer=settings.consumer(),
+                handlers=handlers,
+                uow=self.uow,
+                batch_size=settings.batch_size,
+                poll_interval_ms=settings.poll_interval_ms,
+                reclaim_idle_ms=settings.reclaim_idle_ms,
+                max_deliveries=settings.max_deliveries,
+        )
+        self._tasks: list[asyncio.Task] = []
+        self.startup: list = []  # coroutine functions run once the tables exist (seeding)
+        self.background: list = []  # long-running coroutine functions a service adds (clocks, senders)
+
+    async def start(self) -> None:
+        if self.settings.create_tables:
+            await create_tables(self.engine, self.tables)
+        for hook in self.startup:
+            await hook()
+        await self._connect_with_retry()
+        if self.consumer:
+            await self.consumer.ensure_groups()
+        await self.broker.start()
+        self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        if self.consumer:
+            self._tasks.append(asyncio.create_task(self.consumer.watch(), name="consumer-watchdog"))
+        for factory in self.background:
+            self._tasks.append(asyncio.create_task(factory(), name=getattr(factory, "__name__", "background")))
+        self.relay.wake()
+
+    async def _connect_with_retry(self, attempts: int = 30) -> None:
+        for attempt in range(attempts):
+            try:
+                client = await self.broker.connect()
+                await asyncio.wait_for(client.ping(), timeout=3)
+                return
+            except Exception:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        with suppress(Exception):
+            await self.broker.stop()
+        await self.engine.dispose()
+
+    async def health(self) -> dict:
+        checks: dict[str, bool] = {}
+        try:
+            client = await self.broker.connect()
+            checks["broker"] = bool(await asyncio.wait_for(client.ping(), timeout=2))
+        except Exception:
+            checks["broker"] = False
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+            checks["store"] = True
+        except Exception:
+            checks["store"] = False
+        checks["subscribers"] = self.consumer.running() if self.consumer else True
+        checks["background"] = all(not t.done() for t in self._tasks)
+        return {"status": "ok" if all(checks.values()) else "failing", "checks": checks}
+
+    def lifespan(self):
+        @asynccontextmanager
+        async def lifespan(_app: FastAPI):
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        return lifespan
+
+    def mount_health(self, app: FastAPI) -> None:
+        @app.get("/health", tags=["operations"], include_in_schema=False)
+        async def health() -> JSONResponse:
+            report = await self.health()
+            return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+        @app.get("/health/stats", tags=["operations"], include_in_schema=False)
+        async def stats() -> dict:
+            return {
+                "consumer": dict(self.consumer.stats) if self.consumer else {},
+                "outbox_published": self.relay.published_total,
+                "outbox_backlog": await self.relay.backlog(),
+            }

@@ -1,0 +1,65 @@
+"""Unit of work: one transaction holding the state change and the events it emits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.events import Envelope, Event, stream_name
+
+from .tables import OutboxEntry
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession, namespace: str, on_commit: Callable[[], None]):
+        self.session = session
+        self.namespace = namespace
+        self._on_commit = on_commit
+        self.emitted: list[Envelope] = []
+
+    def emit(self, event: Event, *, causation: Envelope | None = None, correlation_id: str | None = None) -> Envelope:
+        envelope = Envelope.wrap(event, causation=causation, correlation_id=correlation_id)
+        self.session.add(
+            OutboxEntry(
+                event_id=envelope.event_id,
+                event_type=envelope.type,
+                stream=stream_name(self.namespace, envelope.producer),
+                body=envelope.model_dump_json(),
+            )
+        )
+        self.emitted.append(envelope)
+        return envelope
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        if self.emitted:
+            self._on_commit()
+
+
+class UnitOfWorkFactory:
+    """`async with uow_factory() as uow:` opens a session; leaving without commit rolls back."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], namespace: str, on_commit: Callable[[], None]):
+        self.sessions = sessions
+        self.namespace = namespace
+        self.on_commit = on_commit
+
+    def __call__(self) -> _UowContext:
+        return _UowContext(self)
+
+
+class _UowContext:
+    def __init__(self, factory: UnitOfWorkFactory):
+        self.factory = factory
+        self.session: AsyncSession | None = None
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = self.factory.sessions()
+        return UnitOfWork(self.session, self.factory.namespace, self.factory.on_commit)
+
+    async def __aexit__(self, *exc) -> None:
+        assert self.session is not None
+        await self.session.rollback()
+        await self.session.close()
