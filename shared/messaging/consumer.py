@@ -27,6 +27,8 @@ from sqlmodel import col, select
 
 from shared.events import Envelope, Event, UnknownEvent, dead_letter_stream, group_name, streams_read_by
 
+from .faults import SPEC as FAULTS
+from .faults import fault_point
 from .tables import InboxEntry
 from .uow import UnitOfWork, UnitOfWorkFactory
 
@@ -197,10 +199,14 @@ class EventConsumer:
                     self.stats["duplicates"] += 1
                     continue
                 seen.add(env.event_id)
+                if FAULTS:
+                    await fault_point("handler", env.model_dump_json())
                 await self.handlers[env.type](uow, env, entry.event)
                 uow.session.add(InboxEntry(event_id=env.event_id, event_type=env.type, stream=entry.stream))
                 done += 1
             await uow.commit()
+        if FAULTS:
+            await fault_point("after_commit")
         self.stats["processed"] += done
         for entry in entries:
             log.debug("consumer.handled", event_id=entry.envelope.event_id, event_type=entry.envelope.type)
@@ -218,6 +224,7 @@ class EventConsumer:
             )
             deliveries = int(pending[0]["times_delivered"]) if pending else 1
             if deliveries > self.max_deliveries:
+                self._parse(entry)
                 await self._dead_letter(entry, f"handler failed {deliveries - 1} times", deliveries=deliveries)
             else:
                 keep.append(entry)

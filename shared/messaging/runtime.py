@@ -32,6 +32,7 @@ class ServiceRuntime:
             socket_connect_timeout=5,
             health_check_interval=15,
             logger=logging.getLogger("faststream"),
+            log_level=logging.DEBUG,  # per-message logs stay off the hot path
             graceful_timeout=10,
         )
         self.relay = OutboxRelay(self.broker, self.sessions, poll_seconds=settings.outbox_poll_seconds)

@@ -1,0 +1,42 @@
+# The index of commands. `make run` starts the whole stack; `make test` runs every test tier.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-unit test-e2e system-deps compose-check bench chaos clean
+
+help:
+	@echo "make run     start Redis, an SMTP sink and the four services (Ctrl-C stops them)"
+	@echo "make test    run the whole test suite"
+	@echo "make clean   remove ./var (local data) and the virtual environment"
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian packages the tests drive: docker-compose validates the compose file offline.
+system-deps:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	  else echo "install Debian's docker-compose (sudo apt-get install docker-compose)"; exit 1; fi; }
+
+run: install
+	$(BIN)/python -m shared.devstack
+
+test: install system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+compose-check: system-deps
+	docker-compose -f docker-compose.yml config -q
+
+clean:
+	rm -rf var $(VENV)
