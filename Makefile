@@ -20,11 +20,17 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 install: $(VENV)/.installed
 
-# Debian packages the tests drive: docker-compose validates the compose file offline.
+# Debian packages the tests drive: docker-compose validates the compose file offline,
+# chromium runs the browser tests of the staff console.
+SYSTEM_PACKAGES := docker-compose chromium
 system-deps:
-	@command -v docker-compose >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
-	  else echo "install Debian's docker-compose (sudo apt-get install docker-compose)"; exit 1; fi; }
+	@missing=""; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing$$missing (Debian)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "please install Debian packages:$$missing"; exit 1; fi; \
+	fi
 
 run: install
 	$(BIN)/python -m shared.devstack
