@@ -41,3 +41,26 @@ class PersonDischarged(Event):
     destination: ExitDestination
     planned: bool
     safe: bool
+
+
+@contract("housing")
+class StayExtended(Event):
+    stay_ref: str
+    person_ref: str
+    previous_planned_end: date
+    planned_end: date
+
+
+@contract("housing")
+class PersonMoved(Event):
+    stay_ref: str
+    person_ref: str
+    from_place_ref: str
+    to_place_ref: str
+    place_kind: PlaceKind
+
+
+@contract("housing")
+class PlaceFreed(Event):
+    place_ref: str
+    place_kind: PlaceKind

@@ -1,6 +1,6 @@
 """Events intake publishes. References and codes only: no personal data (rule 7)."""
 
-from datetime import datetime
+from datetime import date, datetime
 
 from .codes import Channel, Decision, Need, PlaceKind, Track, Urgency
 from .envelope import Event, contract
@@ -24,3 +24,28 @@ class RequestAssessed(Event):
     urgency: Urgency = Urgency.days
     needs: tuple[Need, ...] = ()
     overridden: bool = False
+
+
+@contract("intake")
+class ConsentGiven(Event):
+    """The person agreed that `partner_ref` may receive their data for `purpose`, until `expires_on`."""
+
+    consent_ref: str
+    person_ref: str
+    partner_ref: str
+    purpose: str
+    expires_on: date | None = None
+
+
+@contract("intake")
+class ConsentWithdrawn(Event):
+    consent_ref: str
+    person_ref: str
+    partner_ref: str
+    purpose: str
+
+
+@contract("intake")
+class ErasureRequested(Event):
+    erasure_ref: str
+    person_ref: str

@@ -16,3 +16,15 @@ class ReferralMade(Event):
 class PersonFollowed(Event):
     person_ref: str
     reason: str
+
+
+@contract("referrals")
+class ReferralStatusChanged(Event):
+    """pending -> accepted | declined -> completed | revoked | expired; reason and outcome are codes."""
+
+    referral_ref: str
+    person_ref: str
+    partner_ref: str
+    status: str
+    previous_status: str
+    reason_code: str | None = None
