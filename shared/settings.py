@@ -3,8 +3,10 @@
 import os
 import socket
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.auth import DEV_SECRET
 
 
 def default_consumer_name(service: str) -> str:
@@ -29,6 +31,15 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    environment: str = Field("development", validation_alias=AliasChoices("REFUGE_ENVIRONMENT", "environment"))
+    auth_secret: SecretStr = Field(SecretStr(DEV_SECRET), validation_alias=AliasChoices("REFUGE_AUTH_SECRET", "auth_secret"))
+    token_max_age_seconds: int = Field(8 * 3600, validation_alias=AliasChoices("REFUGE_TOKEN_MAX_AGE_SECONDS", "token_max_age_seconds"))
+
+    @model_validator(mode="after")
+    def _no_default_secret_outside_development(self):
+        if self.environment != "development" and self.auth_secret.get_secret_value() == DEV_SECRET:
+            raise ValueError("REFUGE_AUTH_SECRET must be set outside development")
+        return self
 
     def consumer(self) -> str:
         return self.consumer_name or default_consumer_name(self.service_name)

@@ -1,6 +1,6 @@
 """Housing's HTTP API. Addresses are not part of any response here."""
 
-from fastapi import APIRouter
+from fastapi import Depends, APIRouter
 from pydantic import BaseModel
 from sqlmodel import col, select
 
@@ -34,7 +34,7 @@ class WaitingOut(BaseModel):
 
 
 def build_router(runtime: ServiceRuntime) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["housing"])
+    router = APIRouter(prefix="/api", tags=["housing"], dependencies=[Depends(runtime.current_staff)])
 
     @router.get("/places", response_model=list[PlaceOut])
     async def places() -> list[PlaceOut]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import Depends, APIRouter, HTTPException, Request, status
 from sqlmodel import col, select
 
 from shared.messaging import ServiceRuntime
@@ -13,7 +13,7 @@ from .store import AssessmentRecord, HelpRequest, TimelineEntry
 
 
 def build_router(runtime: ServiceRuntime, youth_band: tuple[int, int]) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["requests"])
+    router = APIRouter(prefix="/api", tags=["requests"], dependencies=[Depends(runtime.current_staff)])
 
     @router.post("/requests", status_code=status.HTTP_201_CREATED, response_model=RequestOut)
     async def record_request(body: NewRequest, request: Request) -> RequestOut:

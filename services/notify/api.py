@@ -1,4 +1,4 @@
-from fastapi import APIRouter
+from fastapi import Depends, APIRouter
 from pydantic import BaseModel
 from sqlmodel import col, select
 
@@ -18,7 +18,7 @@ class DeliveryOut(BaseModel):
 
 
 def build_router(runtime: ServiceRuntime) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["deliveries"])
+    router = APIRouter(prefix="/api", tags=["deliveries"], dependencies=[Depends(runtime.current_staff)])
 
     @router.get("/deliveries", response_model=list[DeliveryOut])
     async def deliveries(status: str | None = None) -> list[DeliveryOut]:

@@ -1,4 +1,4 @@
-from fastapi import APIRouter
+from fastapi import Depends, APIRouter
 from pydantic import BaseModel
 from sqlmodel import col, select
 
@@ -14,7 +14,7 @@ class FollowedOut(BaseModel):
 
 
 def build_router(runtime: ServiceRuntime) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["referrals"])
+    router = APIRouter(prefix="/api", tags=["referrals"], dependencies=[Depends(runtime.current_staff)])
 
     @router.get("/followed", response_model=list[FollowedOut])
     async def followed() -> list[FollowedOut]:

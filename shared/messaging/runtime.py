@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from faststream.redis import RedisBroker
 from sqlalchemy import Table, text
 
+from shared.auth import TokenSigner, staff_dependency
 from shared.settings import ServiceSettings
 from shared.store import create_tables, make_engine, session_factory
 
@@ -49,6 +50,8 @@ class ServiceRuntime:
                 reclaim_idle_ms=settings.reclaim_idle_ms,
                 max_deliveries=settings.max_deliveries,
         )
+        self.signer = TokenSigner(settings.auth_secret.get_secret_value(), settings.token_max_age_seconds)
+        self.current_staff = staff_dependency(self.signer)
         self._tasks: list[asyncio.Task] = []
         self.startup: list = []  # coroutine functions run once the tables exist (seeding)
         self.background: list = []  # long-running coroutine functions a service adds (clocks, senders)

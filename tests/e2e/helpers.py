@@ -2,6 +2,16 @@ import time
 
 import httpx
 
+from shared.auth import DEV_SECRET, Role, TokenSigner
+
+ALL_ROLES = list(Role)
+
+
+def staff_headers(*roles: Role, username: str = "test-coordinator") -> dict[str, str]:
+    """A signed staff token as intake issues at sign-in (the stack runs with the development secret)."""
+    token = TokenSigner(DEV_SECRET).issue(username, roles or ALL_ROLES)
+    return {"Authorization": f"Bearer {token}"}
+
 PERSON = {
     "name": "Zanele Mokoena-Canary",
     "date_of_birth": "2004-03-14",
@@ -17,7 +27,8 @@ PERSON = {
 
 
 def post_request(intake_url: str, **overrides) -> dict:
-    response = httpx.post(f"{intake_url}/api/requests", json={**PERSON, **overrides}, timeout=10)
+    response = httpx.post(f"{intake_url}/api/requests", json={**PERSON, **overrides},
+                          headers=staff_headers(), timeout=10)
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -34,5 +45,5 @@ def wait_for(fetch, timeout: float = 30.0, every: float = 0.2):
 
 
 def open_stay(housing_url: str, person_ref: str):
-    stays = httpx.get(f"{housing_url}/api/stays", timeout=5).json()
+    stays = httpx.get(f"{housing_url}/api/stays", headers=staff_headers(), timeout=5).json()
     return next((s for s in stays if s["person_ref"] == person_ref), None)

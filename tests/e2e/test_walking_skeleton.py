@@ -8,7 +8,7 @@ import redis
 
 from shared.events import PRODUCERS, dead_letter_stream, stream_name
 
-from .helpers import PERSON, open_stay, post_request, wait_for
+from .helpers import PERSON, open_stay, post_request, staff_headers, wait_for
 
 
 def test_a_request_ends_in_an_admission_and_an_email_and_no_personal_data_on_the_broker(
@@ -28,13 +28,13 @@ def test_a_request_ends_in_an_admission_and_an_email_and_no_personal_data_on_the
     body = mails[0].get_content()
     assert stay["stay_ref"] in body
 
-    followed = wait_for(lambda: [f for f in httpx.get(f"{stack.url('referrals')}/api/followed").json()
+    followed = wait_for(lambda: [f for f in httpx.get(f"{stack.url('referrals')}/api/followed", headers=staff_headers()).json()
                                  if f["person_ref"] == person_ref])
     assert followed
-    delivered = wait_for(lambda: [d for d in httpx.get(f"{stack.url('notify')}/api/deliveries").json()
+    delivered = wait_for(lambda: [d for d in httpx.get(f"{stack.url('notify')}/api/deliveries", headers=staff_headers()).json()
                                   if d["status"] == "sent"])
     assert delivered and delivered[0]["attempts"] == 1
-    timeline = wait_for(lambda: httpx.get(f"{stack.url('intake')}/api/people/{person_ref}/timeline").json())
+    timeline = wait_for(lambda: httpx.get(f"{stack.url('intake')}/api/people/{person_ref}/timeline", headers=staff_headers()).json())
     assert "PersonAdmitted" in [t["event_type"] for t in timeline]
 
     # Rule 7: every entry written on every stream, scanned byte for byte.
@@ -57,11 +57,13 @@ def test_a_request_ends_in_an_admission_and_an_email_and_no_personal_data_on_the
 def test_bad_input_gets_a_422_naming_the_field_and_nothing_is_recorded(stack_factory, redis_url, namespace):
     stack = stack_factory().start(["intake"])
     response = httpx.post(f"{stack.url('intake')}/api/requests",
-                          json={**PERSON, "email": "not-an-address", "urgency": "yesterday"}, timeout=10)
+                          json={**PERSON, "email": "not-an-address", "urgency": "yesterday"}, headers=staff_headers(), timeout=10)
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["detail"]}
     assert fields == {"email", "urgency"}
     assert "not-an-address" not in response.text
+    unsigned = httpx.post(f"{stack.url('intake')}/api/requests", json=PERSON, timeout=10)
+    assert unsigned.status_code == 401
     time.sleep(1.5)
     assert redis.Redis.from_url(redis_url).xlen(stream_name(namespace, "intake")) == 0
 
@@ -102,4 +104,4 @@ def test_a_request_recorded_while_redis_is_down_is_delivered_once_redis_is_back(
     own_redis.start()
     stay = wait_for(lambda: open_stay(stack.url("housing"), person_ref), timeout=45)
     assert stay, stack.logs()
-    assert len([s for s in httpx.get(f"{stack.url('housing')}/api/stays").json() if s["person_ref"] == person_ref]) == 1
+    assert len([s for s in httpx.get(f"{stack.url('housing')}/api/stays", headers=staff_headers()).json() if s["person_ref"] == person_ref]) == 1
