@@ -52,6 +52,7 @@ class Envelope(BaseModel):
     causation_id: str | None = None
     producer: str
     payload: dict[str, Any]
+    traceparent: str | None = None  # W3C trace context, so one trace follows a request across services
 
     @field_validator("occurred_at")
     @classmethod
@@ -68,6 +69,7 @@ class Envelope(BaseModel):
         correlation_id: str | None = None,
         causation: Envelope | None = None,
         occurred_at: datetime | None = None,
+        traceparent: str | None = None,
     ) -> Envelope:
         event_id = str(uuid.uuid4())
         if causation is not None and correlation_id is None:
@@ -81,6 +83,7 @@ class Envelope(BaseModel):
             causation_id=causation.event_id if causation else None,
             producer=event.producer,
             payload=event.model_dump(mode="json"),
+            traceparent=traceparent or (causation.traceparent if causation else None),
         )
 
     def open(self) -> Event:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,16 @@ from pydantic import ValidationError
 from redis.exceptions import ResponseError
 from sqlmodel import col, select
 
+from shared.observability import (
+    DEAD_LETTERED,
+    DUPLICATES,
+    FAILED,
+    HANDLER_SECONDS,
+    PROCESSED,
+    RECEIVED,
+    REDELIVERED,
+    span,
+)
 from shared.events import Envelope, Event, UnknownEvent, dead_letter_stream, group_name, streams_read_by
 
 from .faults import SPEC as FAULTS
@@ -135,8 +146,10 @@ class EventConsumer:
     async def consume(self, stream: str, entry_ids: list[bytes], bodies: list[Any], *, reclaimed: bool) -> None:
         entries = [Entry(stream, entry_id, raw) for entry_id, raw in zip(entry_ids, bodies, strict=True)]
         self.stats["received"] += len(entries)
+        RECEIVED.labels(self.service, stream).inc(len(entries))
         if reclaimed:
             self.stats["reclaimed"] += len(entries)
+            REDELIVERED.labels(self.service, stream).inc(len(entries))
             entries = await self._dead_letter_exhausted(entries)
 
         useful: list[Entry] = []
@@ -168,6 +181,7 @@ class EventConsumer:
                 await self._ack(stream, [entry])
             except Exception as exc:
                 self.stats["failed"] += 1
+                FAILED.labels(self.service, entry.envelope.type).inc()
                 log.error(
                     "consumer.handler_failed", event_id=entry.envelope.event_id,
                     event_type=entry.envelope.type, error=type(exc).__name__,
@@ -189,6 +203,7 @@ class EventConsumer:
         return None
 
     async def _apply(self, entries: list[Entry]) -> None:
+        started = time.perf_counter()
         async with self.uow() as uow:
             ids = [e.envelope.event_id for e in entries]
             seen = set((await uow.session.exec(select(InboxEntry.event_id).where(col(InboxEntry.event_id).in_(ids)))).all())
@@ -197,19 +212,24 @@ class EventConsumer:
                 env = entry.envelope
                 if env.event_id in seen:
                     self.stats["duplicates"] += 1
+                    DUPLICATES.labels(self.service).inc()
                     continue
                 seen.add(env.event_id)
                 if FAULTS:
                     await fault_point("handler", env.model_dump_json())
-                await self.handlers[env.type](uow, env, entry.event)
+                with span(f"handle {env.type}", env.traceparent, event_id=env.event_id, service=self.service):
+                    await self.handlers[env.type](uow, env, entry.event)
                 uow.session.add(InboxEntry(event_id=env.event_id, event_type=env.type, stream=entry.stream))
                 done += 1
             await uow.commit()
         if FAULTS:
             await fault_point("after_commit")
+        HANDLER_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         self.stats["processed"] += done
         for entry in entries:
-            log.debug("consumer.handled", event_id=entry.envelope.event_id, event_type=entry.envelope.type)
+            PROCESSED.labels(self.service, entry.envelope.type).inc()
+            log.debug("consumer.handled", event_id=entry.envelope.event_id, event_type=entry.envelope.type,
+                      correlation_id=entry.envelope.correlation_id)
 
     async def _ack(self, stream: str, entries: list[Entry]) -> None:
         client = await self.broker.connect()
@@ -248,6 +268,7 @@ class EventConsumer:
             pipe.xack(entry.stream, self.group, entry.entry_id)
             await pipe.execute()
         self.stats["dead_lettered"] += 1
+        DEAD_LETTERED.labels(self.service, entry.stream).inc()
         log.error("consumer.dead_lettered", stream=entry.stream, entry_id=entry.entry_id.decode(),
                   event_id=fields["event_id"], event_type=fields["event_type"], reason=reason)
 

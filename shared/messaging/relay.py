@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.observability import PUBLISHED
+
 from .tables import OutboxEntry
 
 log = structlog.get_logger("outbox")
@@ -21,6 +23,7 @@ log = structlog.get_logger("outbox")
 class OutboxRelay:
     def __init__(
         self,
+        service: str,
         broker: RedisBroker,
         sessions: async_sessionmaker[AsyncSession],
         *,
@@ -28,6 +31,7 @@ class OutboxRelay:
         batch_size: int = 500,
         publish_timeout: float = 5.0,
     ):
+        self.service = service
         self.broker = broker
         self.sessions = sessions
         self.poll_seconds = poll_seconds
@@ -97,6 +101,7 @@ class OutboxRelay:
             )
             await session.commit()
         self.published_total += len(pending)
+        PUBLISHED.labels(self.service).inc(len(pending))
         return len(pending)
 
     async def backlog(self) -> int:

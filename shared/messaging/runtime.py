@@ -6,12 +6,22 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.redis import RedisBroker
 from sqlalchemy import Table, text
 
 from shared.auth import TokenSigner, staff_dependency
+from shared.observability import (
+    GROUP_LAG,
+    GROUP_PENDING,
+    HTTP_REQUESTS,
+    OUTBOX_BACKLOG,
+    configure_tracing,
+    current_traceparent,
+    render,
+    span,
+)
 from shared.settings import ServiceSettings
 from shared.store import create_tables, make_engine, session_factory
 
@@ -36,7 +46,7 @@ class ServiceRuntime:
             log_level=logging.DEBUG,  # per-message logs stay off the hot path
             graceful_timeout=10,
         )
-        self.relay = OutboxRelay(self.broker, self.sessions, poll_seconds=settings.outbox_poll_seconds)
+        self.relay = OutboxRelay(settings.service_name, self.broker, self.sessions, poll_seconds=settings.outbox_poll_seconds)
         self.uow = UnitOfWorkFactory(self.sessions, settings.namespace, self.relay.wake)
         self.consumer = EventConsumer(
                 self.broker,
@@ -55,6 +65,8 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task] = []
         self.startup: list = []  # coroutine functions run once the tables exist (seeding)
         self.background: list = []  # long-running coroutine functions a service adds (clocks, senders)
+        self.metric_hooks: list = []  # async callables refreshing domain gauges when /metrics is scraped
+        configure_tracing(settings.service_name)
 
     async def start(self) -> None:
         if self.settings.create_tables:
@@ -122,7 +134,50 @@ class ServiceRuntime:
 
         return lifespan
 
+    async def refresh_metrics(self) -> None:
+        service = self.settings.service_name
+        try:
+            OUTBOX_BACKLOG.labels(service).set(await self.relay.backlog())
+        except Exception:
+            pass
+        try:
+            client = await self.broker.connect()
+            for stream in self.consumer.streams:
+                for group in await asyncio.wait_for(client.xinfo_groups(stream), timeout=2):
+                    name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+                    if name != self.consumer.group:
+                        continue
+                    GROUP_PENDING.labels(service, stream).set(group["pending"])
+                    if group.get("lag") is not None:
+                        GROUP_LAG.labels(service, stream).set(group["lag"])
+        except Exception:
+            pass
+        for hook in self.metric_hooks:
+            try:
+                await hook()
+            except Exception:
+                pass
+
+    def mount_observability(self, app: FastAPI) -> None:
+        service = self.settings.service_name
+
+        @app.middleware("http")
+        async def traced(request: Request, call_next):
+            with span(f"{request.method} {request.url.path}", request.headers.get("traceparent")):
+                response = await call_next(request)
+                if parent := current_traceparent():
+                    response.headers["traceparent"] = parent
+            HTTP_REQUESTS.labels(service, request.method, str(response.status_code)).inc()
+            return response
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            await self.refresh_metrics()
+            return Response(render(), media_type="text/plain; version=0.0.4")
+
     def mount_health(self, app: FastAPI) -> None:
+        self.mount_observability(app)
+
         @app.get("/health", tags=["operations"], include_in_schema=False)
         async def health() -> JSONResponse:
             report = await self.health()

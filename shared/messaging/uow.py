@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.events import Envelope, Event, stream_name
+from shared.observability import current_traceparent
 
 from .tables import OutboxEntry
 
@@ -20,7 +21,8 @@ class UnitOfWork:
         self.emitted: list[Envelope] = []
 
     def emit(self, event: Event, *, causation: Envelope | None = None, correlation_id: str | None = None) -> Envelope:
-        envelope = Envelope.wrap(event, causation=causation, correlation_id=correlation_id)
+        envelope = Envelope.wrap(event, causation=causation, correlation_id=correlation_id,
+                                 traceparent=current_traceparent())
         self.session.add(
             OutboxEntry(
                 event_id=envelope.event_id,

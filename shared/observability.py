@@ -1,0 +1,78 @@
+"""Metrics (Prometheus) and tracing (OpenTelemetry) shared by every service.
+
+Metrics carry a `service` label so several runtimes can share one process in tests. Trace
+context travels in the event envelope (`traceparent`), so one trace follows a request from
+intake's HTTP call through every service that reacts to it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECEIVED = Counter("refuge_messages_received", "stream entries read", ["service", "stream"], registry=REGISTRY)
+PROCESSED = Counter("refuge_messages_processed", "events whose effects committed", ["service", "event_type"], registry=REGISTRY)
+DUPLICATES = Counter("refuge_messages_duplicate", "redelivered events the inbox dropped", ["service"], registry=REGISTRY)
+FAILED = Counter("refuge_messages_failed", "handler failures (entry left pending)", ["service", "event_type"], registry=REGISTRY)
+REDELIVERED = Counter("refuge_messages_redelivered", "entries taken over after idling", ["service", "stream"], registry=REGISTRY)
+DEAD_LETTERED = Counter("refuge_messages_dead_lettered", "entries sent to the dead-letter stream", ["service", "stream"], registry=REGISTRY)
+HANDLER_SECONDS = Histogram("refuge_handler_seconds", "time to apply and commit one batch", ["service"], registry=REGISTRY,
+                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+PUBLISHED = Counter("refuge_outbox_published", "events published from the outbox", ["service"], registry=REGISTRY)
+OUTBOX_BACKLOG = Gauge("refuge_outbox_backlog", "committed events not yet published", ["service"], registry=REGISTRY)
+GROUP_LAG = Gauge("refuge_consumer_group_lag", "entries not yet delivered to the group", ["service", "stream"], registry=REGISTRY)
+GROUP_PENDING = Gauge("refuge_consumer_group_pending", "entries delivered but not acknowledged", ["service", "stream"], registry=REGISTRY)
+DOMAIN = Gauge("refuge_domain", "domain gauges (occupancy, waiting list, open referrals...)", ["service", "name", "kind"], registry=REGISTRY)
+HTTP_REQUESTS = Counter("refuge_http_requests", "HTTP requests", ["service", "method", "status"], registry=REGISTRY)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+_propagator = TraceContextTextMapPropagator()
+_configured = False
+
+
+def configure_tracing(service: str) -> None:
+    global _configured
+    if _configured:
+        return
+    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": service})))
+    _configured = True
+
+
+def tracer():
+    return trace.get_tracer("refuge")
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 else None
+
+
+@contextmanager
+def span(name: str, traceparent: str | None = None, **attributes):
+    """A span, child of `traceparent` when given; binds trace_id to every log line inside it."""
+    context = _propagator.extract({"traceparent": traceparent}) if traceparent else None
+    with tracer().start_as_current_span(name, context=context, attributes=attributes) as current:
+        span_context = current.get_span_context()
+        trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
+        with structlog.contextvars.bound_contextvars(trace_id=trace_id):
+            yield current

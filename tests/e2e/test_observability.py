@@ -1,0 +1,54 @@
+"""Operators can see what the system does: metrics on every service, one trace across services."""
+
+import json
+
+import httpx
+
+from .helpers import PERSON, open_stay, staff_headers, wait_for
+
+
+def metric(text: str, name: str, **labels) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_metrics_move_and_one_trace_follows_a_request_from_intake_to_notify(stack_factory, smtp_sink):
+    stack = stack_factory().start()
+    response = httpx.post(f"{stack.url('intake')}/api/requests", json=PERSON, headers=staff_headers(), timeout=10)
+    assert response.status_code == 201
+    person_ref = response.json()["person_ref"]
+    trace_id = response.headers["traceparent"].split("-")[1]
+    assert wait_for(lambda: open_stay(stack.url("housing"), person_ref))
+    assert smtp_sink.mailbox.wait_for(lambda m: person_ref in m["Subject"])
+
+    scraped = {name: httpx.get(f"{stack.url(name)}/metrics", timeout=5).text for name in stack.services}
+    assert metric(scraped["intake"], "refuge_outbox_published_total", service="intake") >= 2
+    assert metric(scraped["intake"], "refuge_http_requests_total", service="intake", method="POST", status="201") == 1
+    assert metric(scraped["housing"], "refuge_messages_processed_total", service="housing", event_type="RequestAssessed") >= 1
+    assert metric(scraped["notify"], "refuge_messages_processed_total", service="notify", event_type="PersonAdmitted") >= 1
+    assert metric(scraped["referrals"], "refuge_messages_received_total", service="referrals") >= 2
+    for name, text in scraped.items():
+        assert "refuge_consumer_group_pending" in text, name
+        assert "refuge_handler_seconds_bucket" in text, name
+
+    def lines_with_trace(service: str) -> list[dict]:
+        found = []
+        for line in stack.services[service].log_path.read_text().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("trace_id") == trace_id:
+                    found.append(entry)
+        return found
+
+    assert wait_for(lambda: lines_with_trace("notify"))
+    for service in ("intake", "housing", "notify"):
+        entries = lines_with_trace(service)
+        assert entries, f"no log line of {service} carries the request's trace id"
+        assert all(e["service"] == service for e in entries)
+    assert any(e.get("event_id") for e in lines_with_trace("housing"))
