@@ -15,6 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.observability import PUBLISHED
 
+from .faults import SPEC as FAULTS
+from .faults import fault_point
 from .tables import OutboxEntry
 
 log = structlog.get_logger("outbox")
@@ -93,6 +95,8 @@ class OutboxRelay:
             await asyncio.wait_for(pipe.execute(), timeout=self.publish_timeout)
 
         # A crash here republishes these rows; consumers' inboxes drop the duplicates.
+        if FAULTS:
+            await fault_point("after_publish")
         async with self.sessions() as session:
             await session.exec(
                 update(OutboxEntry)

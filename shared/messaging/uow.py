@@ -10,6 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.events import Envelope, Event, stream_name
 from shared.observability import current_traceparent
 
+from .faults import SPEC as FAULTS
+from .faults import fault_point
 from .tables import OutboxEntry
 
 
@@ -37,6 +39,8 @@ class UnitOfWork:
     async def commit(self) -> None:
         await self.session.commit()
         if self.emitted:
+            if FAULTS:
+                await fault_point("after_outbox_commit")
             self._on_commit()
 
 
