@@ -29,22 +29,30 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server process of our own, with AOF under `data_dir`; can be stopped and restarted."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True):
+    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True,
+                 extra_args: list[str] | None = None, password: str | None = None, username: str = "default"):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra_args = extra_args or []
+        self.auth = (username, password) if password else None
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
+        if self.auth:
+            return f"redis://{self.auth[0]}:{self.auth[1]}@127.0.0.1:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def url_for(self, username: str, password: str) -> str:
+        return f"redis://{username}:{password}@127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-            "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"),
+            "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"), *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -54,7 +62,8 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
+                    reply = s.recv(64)
+                    if reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH"):
                         return self
             except OSError:
                 pass

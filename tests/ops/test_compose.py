@@ -7,7 +7,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {
-    "REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p", "INTAKE_DB_PASSWORD": "i", "HOUSING_DB_PASSWORD": "h",
+    "INTAKE_REDIS_PASSWORD": "ri", "HOUSING_REDIS_PASSWORD": "rh", "REFERRALS_REDIS_PASSWORD": "rr",
+    "NOTIFY_REDIS_PASSWORD": "rn", "OPS_REDIS_PASSWORD": "ro", "POSTGRES_PASSWORD": "p", "INTAKE_DB_PASSWORD": "i", "HOUSING_DB_PASSWORD": "h",
     "REFERRALS_DB_PASSWORD": "f", "NOTIFY_DB_PASSWORD": "n", "PUBLIC_BASE_URL": "https://console.example",
     "MAIL_FROM": "system@refuge.example", "SOCIAL_COORDINATOR_EMAIL": "coordination@refuge.example",
 }
@@ -27,7 +28,7 @@ def test_compose_file_is_valid_with_its_required_settings():
 
 
 def test_compose_refuses_a_missing_required_setting():
-    for missing in ("REDIS_PASSWORD", "HOUSING_DB_PASSWORD", "PUBLIC_BASE_URL"):
+    for missing in ("HOUSING_REDIS_PASSWORD", "HOUSING_DB_PASSWORD", "PUBLIC_BASE_URL"):
         env = {k: v for k, v in REQUIRED.items() if k != missing}
         result = compose(env, "config", "-q")
         assert result.returncode != 0
