@@ -1,0 +1,109 @@
+"""Alembic per service: each service's store is created and upgraded by its own migrations.
+
+`python -m shared.migrations revision SERVICE "message"` autogenerates a revision from the
+service's tables; `python -m shared.migrations upgrade SERVICE [URL]` upgrades a store.
+Services upgrade their own store at start-up (under an advisory lock on PostgreSQL, so
+replicas starting together do not race).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import tempfile
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.store import is_sqlite, make_engine
+
+SERVICES = ("intake", "housing", "referrals", "notify")
+
+
+def migrations_dir(service: str) -> Path:
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}")
+    return Path(importlib.import_module(f"services.{service}").__file__).parent / "migrations"
+
+
+def alembic_config(service: str, connection=None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir(service)))
+    config.attributes["connection"] = connection
+    return config
+
+
+def service_metadata(tables: list[Table]) -> MetaData:
+    """A metadata holding only this service's tables (SQLModel keeps one for the whole process)."""
+    metadata = MetaData()
+    for table in tables:
+        table.to_metadata(metadata)
+    return metadata
+
+
+def run_env(service: str, tables: list[Table]) -> None:
+    """Body of every service's migrations/env.py."""
+    from alembic import context
+
+    metadata = service_metadata(tables)
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through shared.migrations (it passes a connection)")
+    # A version table per service, so a shared database (tests, small installs) cannot confuse them.
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, compare_type=True,
+                      version_table=f"alembic_version_{service}")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def upgrade(engine: AsyncEngine, service: str, revision: str = "head") -> None:
+    async with engine.begin() as conn:
+        if not is_sqlite(str(engine.url)):
+            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"refuge-migrate-{service}"})
+        await conn.run_sync(lambda sync_conn: command.upgrade(alembic_config(service, sync_conn), revision))
+
+
+async def current(engine: AsyncEngine, service: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(
+            c, opts={"version_table": f"alembic_version_{service}"}).get_current_revision())
+
+
+async def _revision(service: str, message: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp}/scratch.db")
+        await upgrade(engine, service)
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.revision(alembic_config(service, c), message=message, autogenerate=True))
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="migrations of the refuge services' stores")
+    sub = parser.add_subparsers(dest="action", required=True)
+    rev = sub.add_parser("revision", help="autogenerate a revision from the service's tables")
+    rev.add_argument("service", choices=SERVICES)
+    rev.add_argument("message")
+    up = sub.add_parser("upgrade", help="upgrade a store to the newest revision")
+    up.add_argument("service", choices=SERVICES)
+    up.add_argument("url")
+    args = parser.parse_args()
+    if args.action == "revision":
+        asyncio.run(_revision(args.service, args.message))
+    else:
+        async def run():
+            engine = make_engine(args.url)
+            await upgrade(engine, args.service)
+            await engine.dispose()
+
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
