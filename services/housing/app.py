@@ -1,31 +1,68 @@
 """create_app: the only place housing's settings are read and its parts wired together."""
 
+import asyncio
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import structlog
 from fastapi import FastAPI
 
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
-from shared.store import is_sqlite
 from shared.web import install_error_handlers
 
 from . import api
-from .handlers import SEED_FILE, Housing, seed_places
+from .handlers import SEED_FILE, Housing, prepare_store, seed_places
 from .settings import HousingSettings
 from .store import TABLES
 
+log = structlog.get_logger("housing")
 
-def create_app(settings: HousingSettings | None = None) -> FastAPI:
+DESCRIPTION = """Places, stays and the waiting list of the refuge.
+
+Flats and their confidential addresses live only here. A freed place is reserved for the next
+person on that kind's waiting list (urgency first, then waiting time) until staff accept or
+refuse the offer. Every route needs a staff token (`Authorization: Bearer …`, as intake issues
+at sign-in).
+"""
+
+
+def refuge_calendar(settings: HousingSettings) -> Callable[[], date]:
+    """Today in the refuge's time zone, moved by HOUSING_CLOCK_OFFSET_DAYS (tests only)."""
+    zone = ZoneInfo(settings.time_zone)
+    offset = timedelta(days=settings.clock_offset_days)
+    return lambda: (datetime.now(zone) + offset).date()
+
+
+def create_app(settings: HousingSettings | None = None, *, today: Callable[[], date] | None = None) -> FastAPI:
     settings = settings or HousingSettings()
     configure_logging("housing", settings.log_level)
-    housing = Housing(stay_months=settings.stay_months, postgres=not is_sqlite(settings.database_url))
+    housing = Housing(stay_months=settings.stay_months, today=today or refuge_calendar(settings),
+                      ending_thresholds=settings.stay_ending_days)
     runtime = ServiceRuntime(settings, tables=TABLES, handlers=housing.handlers())
+    runtime.startup.append(lambda: prepare_store(runtime.sessions))
     if settings.seed_places:
         seed_file = Path(settings.seed_file) if settings.seed_file else SEED_FILE
         runtime.startup.append(lambda: seed_places(runtime.sessions, seed_file))
-    app = FastAPI(title="Refuge housing", version="1", lifespan=runtime.lifespan())
+
+    async def stay_clock() -> None:
+        """Announce stays ending at every tick, the first one at start-up (catches up after a restart)."""
+        while True:
+            try:
+                await housing.announce_ending_stays(runtime.uow)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is away: try again at the next tick
+                log.warning("stay_clock.tick_failed", error=type(exc).__name__)
+            await asyncio.sleep(settings.clock_tick_seconds)
+
+    runtime.background.append(stay_clock)
+    app = FastAPI(title="Refuge housing", version="1", description=DESCRIPTION, lifespan=runtime.lifespan())
     app.state.runtime = runtime
+    app.state.housing = housing
     install_error_handlers(app)
     runtime.mount_health(app)
-    app.include_router(api.build_router(runtime))
+    app.include_router(api.build_router(runtime, housing))
     return app
