@@ -36,7 +36,7 @@ from shared.observability import (
     REDELIVERED,
     span,
 )
-from shared.events import Envelope, Event, UnknownEvent, dead_letter_stream, group_name, streams_read_by
+from shared.events import REGISTRY, Envelope, Event, UnknownEvent, dead_letter_stream, group_name, streams_read_by
 
 from .faults import SPEC as FAULTS
 from .faults import fault_point
@@ -195,7 +195,12 @@ class EventConsumer:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
-            return f"invalid {where}: {first['msg']}"
+            reason = f"invalid {where}: {first['msg']}"
+            env = entry.envelope
+            known = REGISTRY.get(env.type) if env is not None else None
+            if known is not None and env.schema_version != known.schema_version:
+                reason = f"{env.type} v{env.schema_version} not readable by this v{known.schema_version} reader: {reason}"
+            return reason
         except UnknownEvent as exc:
             return str(exc)
         except Exception as exc:

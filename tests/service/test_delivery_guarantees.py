@@ -159,3 +159,25 @@ async def test_no_place_free_puts_the_person_on_the_waiting_list(housing):
 
 async def _waiting(runtime, n):
     return await count(runtime, WaitlistEntry) == n
+
+
+async def test_other_schema_versions_are_read_when_compatible_and_dead_lettered_with_a_reason_when_not(
+        housing, redis_url):
+    newer = accommodate("P-newer").model_dump(mode="json")
+    newer["schema_version"] = 2
+    newer["payload"]["field_from_the_future"] = {"nested": True}
+    incompatible = accommodate("P-incompatible").model_dump(mode="json")
+    incompatible["schema_version"] = 3
+    del incompatible["payload"]["person_ref"]
+    stream = stream_name(housing.settings.namespace, "intake")
+    await housing.broker.publish(newer, stream=stream)
+    await housing.broker.publish(incompatible, stream=stream)
+    await publish(housing, accommodate("P-after-versions"))
+
+    assert await wait_until(lambda: _stay_exists(housing, "P-after-versions"))
+    assert await count(housing, Stay, Stay.person_ref == "P-newer") == 1
+    client = aioredis.from_url(redis_url)
+    (_id, fields), = await client.xrange(dead_letter_stream(housing.settings.namespace))
+    reason = fields[b"reason"].decode()
+    assert "RequestAssessed v3" in reason and "v1 reader" in reason and "person_ref" in reason
+    await client.aclose()
