@@ -1,23 +1,46 @@
 """create_app: the only place referrals' settings are read and its parts wired together."""
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
 from fastapi import FastAPI
 
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
 from shared.web import install_error_handlers
 
-from . import api, handlers
+from . import api, partner
+from .handlers import Referrals, seed_directory
+from .links import PartnerLinks
 from .settings import ReferralsSettings
 from .store import TABLES
 
+REFUGE_NAME = "Le Refuge Bruxelles"
 
-def create_app(settings: ReferralsSettings | None = None) -> FastAPI:
+
+def create_app(settings: ReferralsSettings | None = None, *, now: Callable[[], datetime] | None = None) -> FastAPI:
+    """`now` replaces the clock (tests): it drives referral deadlines, expiry, links and 'open now'."""
     settings = settings or ReferralsSettings()
     configure_logging("referrals", settings.log_level)
-    runtime = ServiceRuntime(settings, tables=TABLES, handlers=handlers.HANDLERS)
+    referrals = Referrals(settings, now=now)
+    runtime = ServiceRuntime(settings, tables=TABLES, handlers=referrals.handlers())
+    links = PartnerLinks(settings.link_secret.get_secret_value(), max_age=timedelta(hours=settings.link_max_age_hours),
+                         base_url=settings.public_base_url, now=referrals.now)
+    if settings.seed_directory:
+        seed_file = Path(settings.directory_file) if settings.directory_file else None
+        runtime.startup.append(lambda: seed_directory(runtime.sessions, seed_file))
+
+    async def expiry_clock() -> None:
+        await referrals.run_expiry(runtime.uow)
+
+    runtime.background.append(expiry_clock)
     app = FastAPI(title="Refuge referrals", version="1", lifespan=runtime.lifespan())
     app.state.runtime = runtime
+    app.state.referrals = referrals
+    app.state.links = links
     install_error_handlers(app)
     runtime.mount_health(app)
-    app.include_router(api.build_router(runtime))
+    app.include_router(api.build_router(runtime, referrals, links))
+    app.include_router(partner.build_router(runtime, referrals, links, REFUGE_NAME))
     return app
