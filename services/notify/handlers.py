@@ -1,167 +1,557 @@
-"""Notify's use cases: events become deliveries (in the event's unit of work); a sender delivers them."""
+"""Notify's use cases.
+
+Events become deliveries inside the event's own unit of work (so a redelivered event plans
+nothing twice); a sender loop claims due deliveries with a lease, hands them over (SMTP or
+webhook), records the outcome and emits NotificationDelivered / NotificationFailed. A message
+keeps its reference for life: a resend after a crash carries the same Message-ID / webhook-id.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import random
+import json
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-import aiosmtplib
+import httpx
+import orjson
 import structlog
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import update
+from jinja2 import TemplateError
+from sqlalchemy import and_, delete, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from shared.auth import TokenSigner
 from shared.events import Envelope, new_ref
 from shared.events.notify import NotificationDelivered, NotificationFailed
 from shared.messaging import UnitOfWork, UnitOfWorkFactory
+from shared.messaging.faults import SPEC as FAULTS
+from shared.messaging.faults import fault_point
 
-from .store import Delivery
+from . import domain
+from .channels import EmailChannel, PermanentFailure, ReferralLinks, TemporaryFailure, WebhookChannel
+from .domain import STAFF_AUDIENCES, Audience, Status, Timing
+from .rendering import Renderer
+from .rules import DEFAULT_RULES, readable_event_types
+from .store import Attempt, Consent, Delivery, Partner, Rule
 
 log = structlog.get_logger("notify")
 
-TEMPLATES = Path(__file__).parent / "templates"
-LEASE = timedelta(minutes=2)
 
-# event type -> template; staff alerts carry references and codes only.
-STAFF_ALERTS = {"PersonAdmitted": "person_admitted", "PersonWaitlisted": "person_waitlisted"}
+@dataclass(frozen=True)
+class Recipient:
+    key: str  # "staff:<audience>" or "partner:<partner_ref>"
+    audience: str
+    language: str
+    partner_ref: str | None = None
+    email: bool = True
+    webhook: bool = False
+
+    @property
+    def staff(self) -> bool:
+        return self.partner_ref is None
 
 
-class PermanentFailure(Exception):
-    pass
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    attempt_id: int
+    number: int
+
+
+@dataclass
+class Outgoing:
+    channel: str
+    email: EmailMessage | None = None
+    url: str | None = None
+    secret: str | None = None
+    body: bytes = b""
+    personal_data_shared: bool = False
 
 
 class Notify:
-    def __init__(self, settings, uow: UnitOfWorkFactory, now=None):
+    def __init__(self, settings, uow: UnitOfWorkFactory, *, clock=None, renderer: Renderer | None = None):
         self.settings = settings
         self.uow = uow
-        self.now = now or (lambda: datetime.now(UTC))
-        self.templates = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False)
+        self.now = clock or (lambda: datetime.now(UTC))
+        self.renderer = renderer or Renderer()
+        self.tz = ZoneInfo(settings.timezone)
+        self.quiet = domain.parse_clock_window(settings.quiet_hours) if settings.quiet_hours else None
+        self.digest_at = domain.parse_clock(settings.digest_at)
+        self.digest_days = domain.parse_weekdays(settings.digest_days)
+        self.signer = TokenSigner(settings.auth_secret.get_secret_value(), settings.token_max_age_seconds)
+        self.email = EmailChannel(settings)
+        self._client: httpx.AsyncClient | None = None
         self._wake = asyncio.Event()
 
-    # --- events -> deliveries -------------------------------------------------------
-
-    async def on_staff_alert(self, uow: UnitOfWork, envelope: Envelope, event) -> None:
-        recipient = str(self.settings.social_coordinator_email)
-        exists = (await uow.session.exec(select(Delivery.id).where(
-            Delivery.cause_event_id == envelope.event_id, Delivery.recipient == recipient))).first()
-        if exists is not None:
-            return
-        uow.session.add(Delivery(
-            notification_ref=new_ref("N"), cause_event_id=envelope.event_id, cause_event_type=envelope.type,
-            recipient=recipient, recipient_kind="social_coordinator", template=STAFF_ALERTS[envelope.type],
-            language=self.settings.staff_language, context=event.model_dump(mode="json"),
-        ))
-        log.info("delivery.planned", event_id=envelope.event_id, event_type=envelope.type)
+    def wake(self) -> None:
         self._wake.set()
 
     def handlers(self) -> dict:
-        return {name: self.on_staff_alert for name in STAFF_ALERTS}
+        # Every event notify reads, so a rule staff add later for any of them takes effect without a deploy.
+        return {name: self.on_event for name in readable_event_types()}
 
-    # --- sending --------------------------------------------------------------------
+    # --- events -> deliveries ------------------------------------------------------------
 
-    def render(self, delivery: Delivery) -> EmailMessage:
-        context = {**delivery.context, "console_url": self.settings.console_url}
-        text = self.templates.get_template(f"{delivery.language}/{delivery.template}.txt").render(**context)
-        subject_line, _, body = text.partition("\n")
-        message = EmailMessage()
-        message["From"] = str(self.settings.mail_from)
-        message["To"] = delivery.recipient
-        message["Subject"] = subject_line.removeprefix("Subject:").strip()
-        # Stable across resends, so a receiver can recognise a message it already has.
-        message["Message-ID"] = f"<{delivery.notification_ref}@refuge.notify>"
-        message.set_content(body.lstrip("\n"))
-        message["Content-Language"] = delivery.language
-        return message
+    async def on_event(self, uow: UnitOfWork, envelope: Envelope, event) -> None:
+        fields = event.model_dump(mode="json")  # the contract's fields only: unknown payload keys never get in
+        now = self.now()
+        rules = (await uow.session.exec(
+            select(Rule).where(Rule.event_type == envelope.type, col(Rule.enabled).is_(True)).order_by(col(Rule.id)))).all()
+        planned = 0
+        for rule in rules:
+            if not domain.rule_matches(rule.when, fields):
+                continue
+            for recipient in await self._recipients(uow, rule, fields):
+                for channel in (["email"] if recipient.staff else
+                                domain.channels_for(rule.channel, email=recipient.email, webhook=recipient.webhook)):
+                    planned += await self._plan(uow, envelope, fields, rule, recipient, channel, now)
+        await self._project(uow, envelope, fields)
+        log.info("event.handled", event_id=envelope.event_id, event_type=envelope.type, planned=planned)
+        if planned:
+            self.wake()
+
+    async def _recipients(self, uow: UnitOfWork, rule: Rule, fields: dict) -> list[Recipient]:
+        audience = Audience(rule.audience)
+        if audience in STAFF_AUDIENCES:
+            return [Recipient(f"staff:{audience}", audience, self.settings.staff_language)]
+        if audience == Audience.event_partner:
+            refs = [fields["partner_ref"]] if fields.get("partner_ref") else []
+        elif audience == Audience.subscribed_partners:
+            partners = (await uow.session.exec(select(Partner).where(col(Partner.active).is_(True)))).all()
+            refs = [p.partner_ref for p in partners if rule.event_type in (p.subscriptions or [])]
+        else:  # informed_partners: those that received this person's data with consent
+            if not fields.get("person_ref"):
+                return []
+            query = select(Delivery.partner_ref).where(
+                Delivery.person_ref == fields["person_ref"], col(Delivery.personal_data_shared).is_(True)).distinct()
+            refs = sorted(r for r in (await uow.session.exec(query)).all() if r)
+            if fields.get("partner_ref"):
+                refs = [r for r in refs if r == fields["partner_ref"]]
+        found = []
+        for ref in refs:
+            partner = await uow.session.get(Partner, ref)
+            found.append(Recipient(
+                f"partner:{ref}", audience, partner.language if partner else self.settings.staff_language, ref,
+                email=bool(partner and partner.email), webhook=bool(partner and partner.webhook_url)))
+        return found
+
+    async def _plan(self, uow: UnitOfWork, envelope: Envelope, fields: dict, rule: Rule, recipient: Recipient,
+                    channel: str, now: datetime) -> int:
+        exists = (await uow.session.exec(select(Delivery.id).where(
+            Delivery.cause_event_id == envelope.event_id, Delivery.recipient == recipient.key,
+            Delivery.channel == channel))).first()
+        if exists is not None:
+            return 0
+        timing = Timing(rule.timing) if recipient.staff else Timing.immediate
+        status, due = Status.pending, now
+        if timing == Timing.digest:
+            status, due = Status.held, domain.next_digest_at(now, self.digest_at, self.digest_days, self.tz)
+        elif timing == Timing.quiet_hours:
+            due = domain.quiet_hours_end(now, self.quiet, self.tz) or now
+        uow.session.add(Delivery(
+            notification_ref=new_ref("N"), cause_event_id=envelope.event_id, cause_event_type=envelope.type,
+            correlation_id=envelope.correlation_id, rule_id=rule.id, audience=recipient.audience,
+            recipient=recipient.key, partner_ref=recipient.partner_ref, person_ref=fields.get("person_ref"),
+            channel=channel, template=rule.template, language=rule.language or recipient.language,
+            context={**fields, "occurred_at": envelope.occurred_at.isoformat()}, status=status,
+            created_at=now, next_attempt_at=due,
+        ))
+        return 1
+
+    async def _project(self, uow: UnitOfWork, envelope: Envelope, fields: dict) -> None:
+        session = uow.session
+        if envelope.type == "ConsentGiven":
+            row = await session.get(Consent, fields["consent_ref"])
+            if row is None:
+                session.add(Consent(consent_ref=fields["consent_ref"], person_ref=fields["person_ref"],
+                                    partner_ref=fields["partner_ref"], purpose=fields["purpose"],
+                                    expires_on=fields.get("expires_on")))
+        elif envelope.type == "ConsentWithdrawn":
+            row = await session.get(Consent, fields["consent_ref"])
+            if row is None:  # withdrawn before we saw it given: remember, so a late ConsentGiven changes nothing
+                session.add(Consent(consent_ref=fields["consent_ref"], person_ref=fields["person_ref"],
+                                    partner_ref=fields["partner_ref"], purpose=fields["purpose"], withdrawn=True))
+            else:
+                row.withdrawn = True
+                row.updated_at = self.now()
+                session.add(row)
+        elif envelope.type == "ErasureRequested":
+            await session.exec(delete(Consent).where(Consent.person_ref == fields["person_ref"]))
+
+    # --- sending ----------------------------------------------------------------------------
+
+    async def open_channels(self) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False)
+            self.webhooks = WebhookChannel(self._client)
+            self.links = ReferralLinks(self._client, self.settings.referrals_url, self.signer,
+                                       self.settings.referrals_timeout)
+
+    async def close_channels(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def run_sender(self) -> None:
-        while True:
-            try:
-                sent = await self.send_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("sender.failed", error=type(exc).__name__)
-                sent = 0
-            if not sent:
+        await self.open_channels()
+        try:
+            while True:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sender_poll_seconds)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
+                    sent = await self.send_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("sender.failed", error=type(exc).__name__)
+                    sent = 0
+                if not sent:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sender_poll_seconds)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+        finally:
+            await self.close_channels()
 
-    async def send_due(self, limit: int = 20) -> int:
+    async def send_due(self, limit: int = 50) -> int:
+        await self.open_channels()
         now = self.now()
+        await self.flush_digests(now)
         async with self.uow() as uow:
             due = (await uow.session.exec(
-                select(Delivery).where(col(Delivery.status).in_(("pending", "sending")), col(Delivery.next_attempt_at) <= now)
-                .order_by(col(Delivery.next_attempt_at)).limit(limit))).all()
+                select(Delivery).where(self._due(now)).order_by(col(Delivery.next_attempt_at)).limit(limit))).all()
             uow.session.expunge_all()
-        handled = 0
-        for delivery in due:
-            if await self._claim(delivery, now):
-                await self._deliver(delivery)
-                handled += 1
-        return handled
+        if not due:
+            return 0
+        gate = asyncio.Semaphore(self.settings.send_concurrency)
 
-    async def _claim(self, delivery: Delivery, now: datetime) -> bool:
+        async def one(delivery: Delivery) -> int:
+            async with gate:
+                claim = await self._claim(delivery, self.now())
+                if claim is None:
+                    return 0
+                await self._deliver(delivery, claim)
+                return 1
+
+        return sum(await asyncio.gather(*(one(d) for d in due)))
+
+    def _due(self, now: datetime):
+        lease_over = now - timedelta(seconds=self.settings.send_lease_seconds)
+        return or_(
+            and_(Delivery.status == Status.pending, col(Delivery.next_attempt_at) <= now),
+            # claimed, handed over or not, never recorded: the claimer died; send again, same reference
+            and_(Delivery.status == Status.sending, col(Delivery.claimed_at) <= lease_over),
+        )
+
+    async def _claim(self, delivery: Delivery, now: datetime) -> Claim | None:
+        token = secrets.token_hex(8)
         async with self.uow() as uow:
             result = await uow.session.exec(
-                update(Delivery).where(col(Delivery.id) == delivery.id, col(Delivery.status).in_(("pending", "sending")),
-                                       col(Delivery.next_attempt_at) <= now)
-                .values(status="sending", next_attempt_at=now + LEASE, attempts=Delivery.attempts + 1))
+                update(Delivery).where(col(Delivery.id) == delivery.id, self._due(now))
+                .values(status=Status.sending, claimed_at=now, claim_token=token, attempts=Delivery.attempts + 1))
+            if result.rowcount != 1:
+                return None
+            await uow.session.exec(
+                update(Attempt).where(Attempt.delivery_id == delivery.id, Attempt.outcome == "in_flight")
+                .values(outcome="interrupted", detail="no outcome recorded: the sender stopped"))
+            number = (await uow.session.exec(select(Delivery.attempts).where(Delivery.id == delivery.id))).one()
+            attempt = Attempt(delivery_id=delivery.id, number=number, started_at=now)
+            uow.session.add(attempt)
+            await uow.session.flush()
+            attempt_id = attempt.id
             await uow.commit()
-            return result.rowcount == 1
+        delivery.attempts = number
+        return Claim(token, attempt_id, number)
 
-    async def _deliver(self, delivery: Delivery) -> None:
-        attempts = delivery.attempts + 1
+    async def _deliver(self, delivery: Delivery, claim: Claim) -> None:
+        started = time.monotonic()
         try:
-            await self._send_email(self.render(delivery))
-        except PermanentFailure as exc:
-            await self._finish(delivery, attempts, ok=False, error=str(exc)[:300], reason="permanent")
-        except Exception as exc:
-            if attempts >= self.settings.max_attempts:
-                await self._finish(delivery, attempts, ok=False, error=type(exc).__name__, reason="exhausted")
+            outgoing = await self.compose(delivery)
+            if outgoing.channel == "email":
+                detail = await self.email.send(outgoing.email)
             else:
-                await self._retry_later(delivery, attempts, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+                detail = await self.webhooks.send(outgoing.url, outgoing.secret, delivery.notification_ref,
+                                                  outgoing.body, self.now())
+        except PermanentFailure as exc:
+            await self._record_failure(delivery, claim, exc.reason, exc.detail, started)
+        except TemporaryFailure as exc:
+            await self._record_temporary(delivery, claim, exc.detail, exc.retry_after, started)
+        except TemplateError as exc:
+            await self._record_failure(delivery, claim, "template_error", type(exc).__name__, started)
+        except Exception as exc:
+            await self._record_temporary(delivery, claim, type(exc).__name__, None, started)
         else:
-            await self._finish(delivery, attempts, ok=True)
+            if FAULTS:
+                await fault_point("after_send")
+            await self._record_sent(delivery, claim, detail, outgoing.personal_data_shared, started)
 
-    async def _send_email(self, message: EmailMessage) -> None:
+    # --- composing a message ----------------------------------------------------------------
+
+    async def compose(self, delivery: Delivery) -> Outgoing:
+        if delivery.partner_ref is None:
+            return self._staff_email(delivery)
+        async with self.uow() as uow:
+            partner = await uow.session.get(Partner, delivery.partner_ref)
+            if partner is None:
+                raise PermanentFailure("partner_not_registered")
+            if not partner.active:
+                raise PermanentFailure("partner_inactive")
+            disclose, shared = await self._disclosure(uow, delivery)
+        view = domain.partner_view(delivery.context, disclose_person=disclose)
+        if self.renderer.needs_referral_link(delivery.template) and view.get("referral_ref"):
+            view["referral_link"] = await self.links.partner_link(view["referral_ref"])
+        if delivery.channel == "email":
+            if not partner.email:
+                raise PermanentFailure("no_email_address")
+            message = self._email(delivery, partner.email, view)
+            return Outgoing("email", email=message, personal_data_shared=shared)
+        if not partner.webhook_url:
+            raise PermanentFailure("no_webhook_url")
+        if not partner.webhook_secret:
+            raise PermanentFailure("no_webhook_secret")
+        body = self.webhook_body(delivery, view)
+        return Outgoing("webhook", url=partner.webhook_url, secret=partner.webhook_secret, body=body,
+                        personal_data_shared=shared)
+
+    async def _disclosure(self, uow: UnitOfWork, delivery: Delivery) -> tuple[bool, bool]:
+        """(may the person's reference go in, is that a new disclosure), checked at send time so a
+        withdrawal stops sharing even for messages already planned (rule 8)."""
+        if delivery.audience == Audience.informed_partners:
+            return True, False  # the partner already has it: it is told to stop using or to erase
+        if not delivery.person_ref:
+            return False, False
+        if delivery.cause_event_type == "ReferralMade" and not delivery.context.get("shares_personal_data"):
+            return False, False
+        rows = (await uow.session.exec(select(Consent).where(
+            Consent.person_ref == delivery.person_ref, Consent.partner_ref == delivery.partner_ref))).all()
+        purposes = set(self.settings.consent_purposes)
+        if delivery.context.get("service_category"):
+            purposes.add(delivery.context["service_category"])
+        allowed = domain.consent_allows(
+            [domain.ConsentRecord(r.partner_ref, r.purpose, r.expires_on, r.withdrawn) for r in rows],
+            partner_ref=delivery.partner_ref, purposes=purposes, today=self.now().astimezone(self.tz).date())
+        return allowed, allowed
+
+    def staff_context(self, delivery: Delivery) -> dict:
+        return {**delivery.context, "console_url": self.settings.console_url.rstrip("/"),
+                "notification_ref": delivery.notification_ref}
+
+    def _staff_email(self, delivery: Delivery) -> Outgoing:
+        address = {
+            "staff:social_coordinator": self.settings.social_coordinator_email,
+            "staff:housing_staff": self.settings.housing_staff_email,
+        }.get(delivery.recipient)
+        if not address:
+            raise PermanentFailure("no_email_address")
+        return Outgoing("email", email=self._email(delivery, str(address), self.staff_context(delivery)))
+
+    def _email(self, delivery: Delivery, to: str, context: dict) -> EmailMessage:
+        rendered = self.renderer.email(delivery.template, delivery.language, context)
+        message = EmailMessage()
+        message["From"] = str(self.settings.mail_from)
+        message["To"] = to
+        message["Subject"] = rendered.subject
+        message["Date"] = format_datetime(self.now())
+        # Stable across resends, so a receiver can recognise a message it already has.
+        message["Message-ID"] = f"<{delivery.notification_ref}@{self.settings.message_id_domain}>"
+        message["Content-Language"] = delivery.language
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-Refuge-Notification"] = delivery.notification_ref
+        message.set_content(rendered.text)
+        message.add_alternative(rendered.html, subtype="html")
+        return message
+
+    def webhook_body(self, delivery: Delivery, view: dict) -> bytes:
+        return orjson.dumps({
+            "type": delivery.cause_event_type,
+            "timestamp": delivery.created_at.astimezone(UTC).isoformat(),
+            "notification_ref": delivery.notification_ref,
+            "language": delivery.language,
+            "summary": self.renderer.subject(delivery.template, delivery.language, view),
+            "data": view,
+        })
+
+    # --- recording outcomes -------------------------------------------------------------------
+
+    async def _finish_attempt(self, uow: UnitOfWork, claim: Claim, outcome: str, detail: str, started: float,
+                              retry_at: datetime | None = None) -> None:
+        await uow.session.exec(update(Attempt).where(Attempt.id == claim.attempt_id).values(
+            outcome=outcome, detail=detail[:200], finished_at=self.now(),
+            duration_ms=int((time.monotonic() - started) * 1000), retry_at=retry_at))
+
+    def _ours(self, delivery: Delivery, claim: Claim):
+        # A slow sender whose lease ran out must not overwrite what the next claimer recorded.
+        return and_(col(Delivery.id) == delivery.id, Delivery.claim_token == claim.token)
+
+    async def _record_sent(self, delivery: Delivery, claim: Claim, detail: str, shared: bool, started: float) -> None:
+        async with self.uow() as uow:
+            values = dict(status=Status.sent, sent_at=self.now(), last_error=None, reason_code=None)
+            if shared:
+                values["personal_data_shared"] = True
+            result = await uow.session.exec(update(Delivery).where(self._ours(delivery, claim)).values(**values))
+            if result.rowcount != 1:
+                log.warning("delivery.lease_lost", notification_ref=delivery.notification_ref)
+                return
+            await self._finish_attempt(uow, claim, "sent", detail, started)
+            uow.emit(NotificationDelivered(**self._event_fields(delivery, claim)), correlation_id=delivery.correlation_id)
+            await uow.commit()
+        log.info("delivery.sent", notification_ref=delivery.notification_ref, cause_event_id=delivery.cause_event_id,
+                 channel=delivery.channel, attempts=claim.number)
+
+    async def _record_temporary(self, delivery: Delivery, claim: Claim, detail: str, retry_after: float | None,
+                                started: float) -> None:
+        if claim.number - delivery.attempt_budget_from >= self.settings.max_attempts:
+            await self._record_failure(delivery, claim, "exhausted", detail, started)
+            return
         s = self.settings
+        delay = domain.next_delay(claim.number - delivery.attempt_budget_from, base=s.retry_base_seconds,
+                                  cap=s.retry_max_seconds, retry_after=retry_after)
+        retry_at = self.now() + timedelta(seconds=delay)
+        async with self.uow() as uow:
+            result = await uow.session.exec(update(Delivery).where(self._ours(delivery, claim)).values(
+                status=Status.pending, next_attempt_at=retry_at, last_error=detail[:300]))
+            if result.rowcount != 1:
+                return
+            await self._finish_attempt(uow, claim, "temporary", detail, started, retry_at)
+            await uow.commit()
+        log.info("delivery.retry", notification_ref=delivery.notification_ref, attempts=claim.number,
+                 detail=detail, delay=round(delay, 3))
+
+    async def _record_failure(self, delivery: Delivery, claim: Claim, reason: str, detail: str, started: float) -> None:
+        async with self.uow() as uow:
+            result = await uow.session.exec(update(Delivery).where(self._ours(delivery, claim)).values(
+                status=Status.failed, failed_at=self.now(), last_error=detail[:300], reason_code=reason[:40]))
+            if result.rowcount != 1:
+                return
+            await self._finish_attempt(uow, claim, "permanent" if reason != "exhausted" else "temporary", detail, started)
+            failed = uow.emit(NotificationFailed(**self._event_fields(delivery, claim), reason_code=reason[:40]),
+                              correlation_id=delivery.correlation_id)
+            if self.settings.alert_staff_on_failure and delivery.template != "delivery_failed":
+                self._plan_failure_alert(uow, delivery, failed, claim, reason)
+            await uow.commit()
+        log.warning("delivery.failed", notification_ref=delivery.notification_ref, cause_event_id=delivery.cause_event_id,
+                    channel=delivery.channel, attempts=claim.number, reason=reason)
+        self.wake()
+
+    def _plan_failure_alert(self, uow: UnitOfWork, delivery: Delivery, failed: Envelope, claim: Claim, reason: str) -> None:
+        now = self.now()
+        uow.session.add(Delivery(
+            notification_ref=new_ref("N"), cause_event_id=failed.event_id, cause_event_type=failed.type,
+            correlation_id=delivery.correlation_id, audience=Audience.social_coordinator,
+            recipient=f"staff:{Audience.social_coordinator}", channel="email", template="delivery_failed",
+            language=self.settings.staff_language, created_at=now, next_attempt_at=now,
+            context={"failed_ref": delivery.notification_ref, "cause_event_type": delivery.cause_event_type,
+                     "channel": delivery.channel, "recipient": delivery.recipient, "attempts": claim.number,
+                     "reason_code": reason},
+        ))
+
+    @staticmethod
+    def _event_fields(delivery: Delivery, claim: Claim) -> dict:
+        return dict(notification_ref=delivery.notification_ref, cause_event_id=delivery.cause_event_id,
+                    cause_event_type=delivery.cause_event_type, channel=delivery.channel,
+                    recipient_kind=delivery.audience, partner_ref=delivery.partner_ref,
+                    person_ref=delivery.person_ref, attempts=claim.number)
+
+    # --- digests --------------------------------------------------------------------------------
+
+    async def flush_digests(self, now: datetime) -> int:
+        """Held staff alerts whose digest moment came become one message per recipient."""
+        async with self.uow() as uow:
+            held = (await uow.session.exec(select(Delivery).where(
+                Delivery.status == Status.held, col(Delivery.next_attempt_at) <= now).order_by(col(Delivery.id)))).all()
+            uow.session.expunge_all()
+        groups: dict[tuple, list[Delivery]] = defaultdict(list)
+        for row in held:
+            groups[(row.recipient, row.audience, row.channel, row.language)].append(row)
+        made = 0
+        for (recipient, audience, channel, language), rows in groups.items():
+            made += await self._flush_digest(recipient, audience, channel, language, rows, now)
+        return made
+
+    async def _flush_digest(self, recipient: str, audience: str, channel: str, language: str,
+                            rows: list[Delivery], now: datetime) -> int:
+        console = self.settings.console_url.rstrip("/")
+        ordered = sorted(rows, key=lambda r: (str(r.context.get("planned_end", "")), r.id))
+        items = [{
+            "notification_ref": r.notification_ref,
+            "summary": self.renderer.subject(r.template, language, self.staff_context(r)),
+            "link": f"{console}/people/{r.context['person_ref']}" if r.context.get("person_ref") else None,
+        } for r in ordered]
+        digest = Delivery(
+            notification_ref=new_ref("N"), cause_event_id=f"digest:{rows[0].next_attempt_at:%Y%m%dT%H%MZ}:{rows[0].id}",
+            cause_event_type="Digest", audience=audience, recipient=recipient, channel=channel, template="digest",
+            language=language, context={"items": items}, created_at=now, next_attempt_at=now,
+        )
         try:
-            await aiosmtplib.send(
-                message, hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout,
-                start_tls=s.smtp_starttls, use_tls=s.smtp_tls, username=s.smtp_username, password=s.smtp_password,
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
-            raise
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [err.code for err in exc.recipients]
-            if codes and all(500 <= c < 600 for c in codes):
-                raise PermanentFailure(f"recipient refused {codes}") from exc
-            raise
+            async with self.uow() as uow:
+                uow.session.add(digest)
+                result = await uow.session.exec(update(Delivery).where(
+                    col(Delivery.id).in_([r.id for r in rows]), Delivery.status == Status.held,
+                ).values(status=Status.digested, digest_ref=digest.notification_ref))
+                if result.rowcount != len(rows):
+                    return 0  # another replica flushed some of them first; leaving rolls back
+                await uow.commit()
+        except IntegrityError:
+            return 0
+        log.info("digest.planned", notification_ref=digest.notification_ref, items=len(rows))
+        return 1
 
-    async def _retry_later(self, delivery: Delivery, attempts: int, error: str) -> None:
-        delay = self.settings.retry_base_seconds * (2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
-        async with self.uow() as uow:
-            await uow.session.exec(update(Delivery).where(col(Delivery.id) == delivery.id).values(
-                status="pending", last_error=error[:300], next_attempt_at=self.now() + timedelta(seconds=delay)))
-            await uow.commit()
-        log.info("delivery.retry", notification_ref=delivery.notification_ref, attempts=attempts, delay=round(delay, 2))
+    # --- commands from the console ----------------------------------------------------------------
 
-    async def _finish(self, delivery: Delivery, attempts: int, *, ok: bool, error: str | None = None, reason: str = "") -> None:
+    async def retry(self, notification_ref: str, staff_username: str) -> tuple[Delivery | None, bool]:
+        """A failed message goes out again with a fresh attempt budget and its same reference."""
         async with self.uow() as uow:
-            await uow.session.exec(update(Delivery).where(col(Delivery.id) == delivery.id).values(
-                status="sent" if ok else "failed", last_error=error, sent_at=self.now() if ok else None))
-            common = dict(notification_ref=delivery.notification_ref, cause_event_id=delivery.cause_event_id,
-                          channel=delivery.channel, recipient_kind=delivery.recipient_kind, attempts=attempts)
-            uow.emit(NotificationDelivered(**common) if ok else NotificationFailed(**common, reason_code=reason),
-                     correlation_id=None)
+            delivery = (await uow.session.exec(
+                select(Delivery).where(Delivery.notification_ref == notification_ref))).first()
+            if delivery is None or delivery.status != Status.failed:
+                return delivery, False
+            delivery.status = Status.pending
+            delivery.next_attempt_at = self.now()
+            delivery.attempt_budget_from = delivery.attempts
+            delivery.reason_code = None
+            uow.session.add(delivery)
             await uow.commit()
-        log.info("delivery.sent" if ok else "delivery.failed", notification_ref=delivery.notification_ref,
-                 cause_event_id=delivery.cause_event_id, attempts=attempts)
+        log.info("delivery.retry_requested", notification_ref=notification_ref, by=staff_username)
+        self.wake()
+        return delivery, True
+
+
+# --- seeds -------------------------------------------------------------------------------------
+
+async def seed_rules(uow_factory: UnitOfWorkFactory) -> int:
+    """The default rules, on a store that has none yet (replicas starting together may race: fine)."""
+    async with uow_factory() as uow:
+        if (await uow.session.exec(select(Rule.id).limit(1))).first() is not None:
+            return 0
+        for rule in DEFAULT_RULES:
+            uow.session.add(Rule(**{"when": {}, "language": None, **rule}))
+        try:
+            await uow.commit()
+        except IntegrityError:
+            return 0
+    return len(DEFAULT_RULES)
+
+
+async def seed_partners(uow_factory: UnitOfWorkFactory, path: str) -> int:
+    """Partner recipients from a JSON list; partners already known are left as staff edited them."""
+    entries = json.loads(Path(path).read_text())
+    added = 0
+    async with uow_factory() as uow:
+        for entry in entries:
+            if await uow.session.get(Partner, entry["partner_ref"]) is not None:
+                continue
+            secret = entry.get("webhook_secret") or (domain.new_webhook_secret() if entry.get("webhook_url") else None)
+            uow.session.add(Partner(
+                partner_ref=entry["partner_ref"], email=entry.get("email"), webhook_url=entry.get("webhook_url"),
+                webhook_secret=secret, language=entry.get("language", "fr"),
+                subscriptions=list(entry.get("subscriptions", [])), active=entry.get("active", True)))
+            added += 1
+        await uow.commit()
+    return added

@@ -10,6 +10,10 @@ class NotificationDelivered(Event):
     channel: str
     recipient_kind: str
     attempts: int
+    # added later (readers ignore what they do not know): what caused it, and about whom, by reference
+    cause_event_type: str | None = None
+    partner_ref: str | None = None
+    person_ref: str | None = None
 
 
 @contract("notify")
@@ -20,3 +24,6 @@ class NotificationFailed(Event):
     recipient_kind: str
     attempts: int
     reason_code: str
+    cause_event_type: str | None = None
+    partner_ref: str | None = None
+    person_ref: str | None = None

@@ -26,14 +26,19 @@ class Mailbox:
     # Replies to give instead of accepting, consumed one per DATA command (e.g. "451 try later").
     scripted_replies: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # For each accepted message: was the session encrypted, and who authenticated (None: nobody).
+    transports: list[dict] = field(default_factory=list)
 
-    async def handle_DATA(self, _server, _session, envelope: SmtpEnvelope) -> str:
+    async def handle_DATA(self, _server, session, envelope: SmtpEnvelope) -> str:
         with self.lock:
             if self.scripted_replies:
                 return self.scripted_replies.pop(0)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        login = getattr(session, "auth_data", None)
         with self.lock:
             self.messages.append(message)
+            self.transports.append({"tls": getattr(session, "ssl", None) is not None,
+                                    "user": login.login.decode() if getattr(login, "login", None) else None})
             count = len(self.messages)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -52,10 +57,34 @@ class Mailbox:
         return []
 
 
+def password_check(users: dict[str, str]):
+    """An aiosmtpd authenticator accepting exactly these user/password pairs (LOGIN and PLAIN)."""
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def check(_server, _session, _envelope, _mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword) and users.get(auth_data.login.decode()) == auth_data.password.decode():
+            return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False)
+
+    return check
+
+
 class SmtpSink:
-    def __init__(self, port: int, directory: Path | None = None, host: str = "127.0.0.1"):
+    """`tls_context` offers STARTTLS (with `require_starttls=True` to insist); `ssl_context` makes
+    the whole connection TLS; `users` requires SMTP authentication with these passwords."""
+
+    def __init__(self, port: int, directory: Path | None = None, host: str = "127.0.0.1", *,
+                 tls_context=None, require_starttls: bool = False, ssl_context=None, users: dict[str, str] | None = None):
         self.mailbox = Mailbox(directory=directory)
-        self.controller = Controller(self.mailbox, hostname=host, port=port)
+        options: dict = {}
+        if tls_context is not None:
+            options.update(tls_context=tls_context, require_starttls=require_starttls)
+        if users:
+            options.update(authenticator=password_check(users), auth_required=True,
+                           auth_require_tls=tls_context is not None or ssl_context is not None)
+        if ssl_context is not None:
+            options.update(ssl_context=ssl_context, server_hostname=host)
+        self.controller = Controller(self.mailbox, hostname=host, port=port, **options)
         self.host, self.port = host, port
 
     def start(self) -> SmtpSink:
