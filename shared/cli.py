@@ -31,7 +31,7 @@ dead_letters_app = typer.Typer(help="List, show, replay or discard the entries o
 app.add_typer(dead_letters_app, name="dead-letters")
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RedisUrl = Annotated[str, typer.Option(
     "--redis-url", envvar="REFUGE_REDIS_URL", help="Redis holding the streams.", show_envvar=True)]

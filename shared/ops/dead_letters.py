@@ -106,7 +106,8 @@ def describe(body: dict[str, Any]) -> list[PayloadField]:
             out.append(PayloadField("payload", "object", HIDDEN))
             _describe_payload(value, "payload", vetted, out)
         elif key in _ENVELOPE:
-            out.append(PayloadField(_key(key), _kind(value), _show(value) if _ENVELOPE[key](value) else HIDDEN))
+            shown = _show(value) if value is None or _ENVELOPE[key](value) else HIDDEN
+            out.append(PayloadField(_key(key), _kind(value), shown))
         else:
             out.append(PayloadField(_key(key), _kind(value), _safe(value, vetted=False)))
     return out
@@ -123,6 +124,8 @@ def _describe_payload(payload: dict, prefix: str, vetted: frozenset[str], out: l
 
 
 def _safe(value: Any, *, vetted: bool) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, str):
         if REFERENCE.match(value) or (vetted and CODE.match(value)):
             return value
@@ -135,6 +138,8 @@ def _safe(value: Any, *, vetted: bool) -> str:
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
