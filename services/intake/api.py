@@ -1,61 +1,147 @@
-"""Intake's HTTP API: thin routes over the handlers."""
+"""Intake's HTTP API under /api: thin routes over the handlers and queries, one for every console action."""
 
 from __future__ import annotations
 
-from fastapi import Depends, APIRouter, HTTPException, Request, status
-from sqlmodel import col, select
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
+from shared.auth import Staff
 from shared.messaging import ServiceRuntime
 
-from . import handlers
-from .schemas import NewRequest, RequestOut, RuleOut, TimelineOut
-from .store import AssessmentRecord, HelpRequest, TimelineEntry
+from . import accounts, queries
+from .access import active_staff_dependency, clear_session_cookie, reads_case_files, set_session_cookie
+from .handlers import Intake, Invalid, NotFound
+from .schemas import (
+    CaseFileOut, CaseFileSummary, CountersOut, FollowUpIn, FollowUpOut, MatchOut, MatchQuery, NewRequest, OverrideIn,
+    QueueOut, RequestOut, SessionOut, SignIn, TimelineOut,
+)
+
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}}
+NOT_FOUND = {404: {"description": "no such thing, or not yours to see", **_ERROR}}
+SIGNED_IN = {401: {"description": "sign-in required or expired", **_ERROR},
+             403: {"description": "not allowed for your role", **_ERROR}}
 
 
-def build_router(runtime: ServiceRuntime, youth_band: tuple[int, int]) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["requests"], dependencies=[Depends(runtime.current_staff)])
+def install_error_handlers(app) -> None:
+    @app.exception_handler(NotFound)
+    async def not_found(_request, _exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": "not found"}, status_code=404)
 
-    @router.post("/requests", status_code=status.HTTP_201_CREATED, response_model=RequestOut)
-    async def record_request(body: NewRequest, request: Request) -> RequestOut:
+    @app.exception_handler(Invalid)
+    async def invalid(_request, exc: Invalid) -> JSONResponse:
+        return JSONResponse({"detail": [{"field": exc.field, "reason": exc.reason, "type": "value_error"}]},
+                            status_code=422)
+
+
+def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.PublicCounters, *, secure_cookies: bool) -> APIRouter:
+    router = APIRouter(prefix="/api")
+    active_staff = active_staff_dependency(runtime)
+
+    def case_worker(staff: Staff = Depends(active_staff)) -> Staff:
+        if not reads_case_files(staff):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed for your role")
+        return staff
+
+    def case_reader(staff: Staff = Depends(active_staff)) -> Staff:
+        # Someone whose role does not cover case files is told nothing exists (404, not 403).
+        if not reads_case_files(staff):
+            raise NotFound("case files")
+        return staff
+
+    # --- sign-in -------------------------------------------------------------------------
+
+    @router.post("/session", response_model=SessionOut, tags=["sign-in"],
+                 responses={401: {"description": "unknown user name or wrong password", **_ERROR}})
+    async def sign_in(body: SignIn, response: Response) -> SessionOut:
+        """Sign in; returns the token and sets it as the `refuge_token` cookie the console uses."""
+        account = await accounts.authenticate(runtime.sessions, body.username, body.password)
+        if account is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown user name or wrong password")
+        token = runtime.signer.issue(account.username, account.roles)
+        set_session_cookie(response, token, max_age=runtime.signer.max_age, secure=secure_cookies)
+        return SessionOut(token=token, expires_in=runtime.signer.max_age, username=account.username,
+                          roles=list(account.roles))
+
+    @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, tags=["sign-in"])
+    async def sign_out(response: Response) -> Response:
+        response.status_code = status.HTTP_204_NO_CONTENT
+        clear_session_cookie(response, secure=secure_cookies)
+        return response
+
+    # --- public ----------------------------------------------------------------------------
+
+    @router.get("/public/counters", response_model=CountersOut, tags=["public"])
+    async def public_counters(response: Response) -> CountersOut:
+        """The three counters the refuge publishes, coarsened so that no one can be singled out."""
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Cache-Control"] = "public, max-age=60"
+        return await counters.get()
+
+    # --- requests --------------------------------------------------------------------------
+
+    @router.post("/requests", status_code=status.HTTP_201_CREATED, response_model=RequestOut, tags=["requests"],
+                 responses={**SIGNED_IN})
+    async def record_request(body: NewRequest, staff: Staff = Depends(case_worker)) -> RequestOut:
+        """Record a call for help; the rules assess it at once and the decision is returned with its reasons."""
         async with runtime.uow() as uow:
-            _person, help_request, record = await handlers.record_request(uow, body, youth_band=youth_band)
-        return _out(help_request, record)
+            _person, request, record = await intake.record_request(uow, body, actor=staff.username)
+        return queries.request_out(request, [record])
 
-    @router.get("/requests/{request_ref}", response_model=RequestOut)
-    async def get_request(request_ref: str) -> RequestOut:
+    @router.get("/requests/{request_ref}", response_model=RequestOut, tags=["requests"],
+                responses={**SIGNED_IN, **NOT_FOUND})
+    async def get_request(request_ref: str, staff: Staff = Depends(case_reader)) -> RequestOut:
         async with runtime.sessions() as session:
-            help_request = (await session.exec(select(HelpRequest).where(HelpRequest.request_ref == request_ref))).first()
-            if help_request is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such request")
-            record = (
-                await session.exec(
-                    select(AssessmentRecord)
-                    .where(AssessmentRecord.request_ref == request_ref)
-                    .order_by(col(AssessmentRecord.id).desc())
-                )
-            ).first()
-        return _out(help_request, record)
+            return await queries.get_request(session, request_ref, actor=staff.username)
 
-    @router.get("/people/{person_ref}/timeline", response_model=list[TimelineOut])
-    async def timeline(person_ref: str) -> list[TimelineOut]:
+    @router.post("/requests/{request_ref}/override", response_model=RequestOut, tags=["requests"],
+                 responses={**SIGNED_IN, **NOT_FOUND})
+    async def override(request_ref: str, body: OverrideIn, staff: Staff = Depends(case_reader)) -> RequestOut:
+        """A staff decision replacing the rules' one; records who, when and why."""
+        async with runtime.uow() as uow:
+            await intake.override(uow, request_ref, body, actor=staff.username)
         async with runtime.sessions() as session:
-            rows = (
-                await session.exec(
-                    select(TimelineEntry).where(TimelineEntry.person_ref == person_ref).order_by(col(TimelineEntry.occurred_at))
-                )
-            ).all()
-        return [TimelineOut(event_type=r.event_type, occurred_at=r.occurred_at, details=r.details) for r in rows]
+            return await queries.get_request(session, request_ref, actor=staff.username)
+
+    @router.post("/requests/{request_ref}/follow-up", response_model=FollowUpOut, tags=["requests"],
+                 responses={**SIGNED_IN, **NOT_FOUND})
+    async def follow_up(request_ref: str, body: FollowUpIn, staff: Staff = Depends(case_reader)) -> FollowUpOut:
+        """Record that the person was followed up, and when to follow up next (if ever)."""
+        async with runtime.uow() as uow:
+            done = await intake.record_follow_up(uow, request_ref, body, actor=staff.username)
+        return FollowUpOut(request_ref=done.request_ref, done_at=done.done_at, done_by=done.done_by, note=done.note,
+                           next_follow_up_on=done.next_follow_up_on)
+
+    @router.get("/queue", response_model=QueueOut, tags=["requests"], responses={**SIGNED_IN})
+    async def today_queue(staff: Staff = Depends(case_worker)) -> QueueOut:
+        """Today's new requests, and those waiting for a staff decision or a follow-up."""
+        async with runtime.sessions() as session:
+            return await queries.queue(session, actor=staff.username, today=intake.today(), zone=intake.zone)
+
+    # --- case files ------------------------------------------------------------------------
+
+    @router.get("/case-files", response_model=list[CaseFileSummary], tags=["case files"], responses={**SIGNED_IN})
+    async def search(q: str = Query(min_length=2, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$",
+                                    description="part of a name, or a P-… / R-… reference"),
+                     staff: Staff = Depends(case_worker)) -> list[CaseFileSummary]:
+        async with runtime.sessions() as session:
+            return await queries.search(session, q, actor=staff.username, today=intake.today())
+
+    @router.post("/case-files/matches", response_model=list[MatchOut], tags=["case files"], responses={**SIGNED_IN})
+    async def matches(body: MatchQuery, staff: Staff = Depends(case_worker)) -> list[MatchOut]:
+        """Case files that probably belong to the caller; link one by giving its person_ref when recording."""
+        async with runtime.sessions() as session:
+            return await queries.likely_matches(session, body, actor=staff.username)
+
+    @router.get("/case-files/{person_ref}", response_model=CaseFileOut, tags=["case files"],
+                responses={**SIGNED_IN, **NOT_FOUND})
+    async def case_file(person_ref: str, staff: Staff = Depends(case_reader)) -> CaseFileOut:
+        async with runtime.sessions() as session:
+            return await queries.get_case_file(session, person_ref, actor=staff.username, today=intake.today())
+
+    @router.get("/people/{person_ref}/timeline", response_model=list[TimelineOut], tags=["case files"],
+                responses={**SIGNED_IN, **NOT_FOUND})
+    async def timeline(person_ref: str, staff: Staff = Depends(case_reader)) -> list[TimelineOut]:
+        async with runtime.sessions() as session:
+            return await queries.get_timeline(session, person_ref, actor=staff.username)
 
     return router
-
-
-def _out(help_request: HelpRequest, record: AssessmentRecord) -> RequestOut:
-    return RequestOut(
-        request_ref=help_request.request_ref,
-        person_ref=help_request.person_ref,
-        received_at=help_request.received_at,
-        decision=record.decision,
-        track=record.track,
-        place_kind=record.place_kind,
-        rules=[RuleOut(**r) for r in record.rules],
-    )

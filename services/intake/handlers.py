@@ -1,86 +1,212 @@
-"""Intake's use cases: one unit of work each."""
+"""Intake's use cases: one unit of work each.
+
+Every command takes the acting staff member's username (`actor`) and records it, so an audit
+log can later be written from this one place.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import structlog
+from sqlmodel import col, select
 
 from shared.events import Envelope, new_ref
+from shared.events.codes import Decision, PlaceKind, Track
 from shared.events.intake import RequestAssessed, RequestReceived
 from shared.messaging import UnitOfWork
 
 from . import domain
-from .schemas import NewRequest
-from .store import AssessmentRecord, CaseFile, HelpRequest, TimelineEntry
+from .schemas import FollowUpIn, NewRequest, OverrideIn
+from .store import AssessmentRecord, CaseFile, FollowUp, HelpRequest, TimelineEntry
 
 log = structlog.get_logger("intake")
 
 
-async def record_request(uow: UnitOfWork, data: NewRequest, *, youth_band: tuple[int, int], recorded_by: str = "api"):
-    now = datetime.now(UTC)
-    person = CaseFile(
-        person_ref=new_ref("P"),
-        name=data.name,
-        date_of_birth=data.date_of_birth,
-        stated_age=data.stated_age,
-        language=data.language.value,
-        phone=data.phone,
-        email=str(data.email) if data.email else None,
-        safe_to_leave_message=data.safe_to_leave_message,
-    )
-    request = HelpRequest(
-        request_ref=new_ref("R"),
-        person_ref=person.person_ref,
-        channel=data.channel.value,
-        caller=data.caller.value,
-        situation=data.situation.value,
-        urgency=data.urgency.value,
-        needs=[n.value for n in data.needs],
-        notes=data.notes,
-        received_at=now,
-        recorded_by=recorded_by,
-    )
-    assessment = domain.assess(
-        domain.AssessmentInput(
-            today=now.date(),
-            situation=data.situation,
-            date_of_birth=data.date_of_birth,
-            stated_age=data.stated_age,
-            cadal=domain.CadalCriteria(**data.cadal.model_dump()) if data.cadal else None,
-            youth_min_age=youth_band[0],
-            youth_max_age=youth_band[1],
+class NotFound(Exception):
+    """What does not exist, or is not the caller's to see."""
+
+
+class Invalid(Exception):
+    """Input that is well formed but cannot be accepted; names the field and the reason."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+class Intake:
+    def __init__(self, *, youth_band: tuple[int, int] = (18, 25), minor_follow_up_days: int = 7,
+                 timezone: str = "Europe/Brussels", now=None):
+        self.youth_band = youth_band
+        self.minor_follow_up_days = minor_follow_up_days
+        self.zone = ZoneInfo(timezone)
+        self.now = now or (lambda: datetime.now(UTC))
+
+    def today(self) -> date:
+        return self.now().astimezone(self.zone).date()
+
+    # --- commands -------------------------------------------------------------------------
+
+    async def record_request(self, uow: UnitOfWork, data: NewRequest, *, actor: str):
+        now = self.now()
+        person = await self._case_file_for(uow, data, actor, now)
+        request = HelpRequest(
+            request_ref=new_ref("R"),
+            person_ref=person.person_ref,
+            channel=data.channel.value,
+            caller=data.caller.value,
+            caller_name=data.caller_name,
+            caller_organisation=data.caller_organisation,
+            situation=data.situation.value,
+            urgency=data.urgency.value,
+            needs=[n.value for n in data.needs],
+            cadal=data.cadal.model_dump() if data.cadal else None,
+            notes=data.notes,
+            received_at=now,
+            recorded_by=actor,
         )
-    )
-    record = AssessmentRecord(
-        request_ref=request.request_ref,
+        assessment = domain.assess(
+            domain.AssessmentInput(
+                today=self.today(),
+                situation=data.situation,
+                date_of_birth=data.date_of_birth,
+                stated_age=data.stated_age,
+                cadal=domain.CadalCriteria(**data.cadal.model_dump()) if data.cadal else None,
+                youth_min_age=self.youth_band[0],
+                youth_max_age=self.youth_band[1],
+                minor_follow_up_days=self.minor_follow_up_days,
+            )
+        )
+        request.needs_review = assessment.needs_review
+        request.follow_up_on = assessment.follow_up_on
+        record = _record(request.request_ref, assessment, decided_at=now, decided_by="rules")
+        uow.session.add_all([request, record])
+        received = uow.emit(
+            RequestReceived(request_ref=request.request_ref, person_ref=person.person_ref,
+                            channel=data.channel, received_at=now)
+        )
+        uow.emit(_assessed(request, assessment, overridden=False), causation=received)
+        await uow.commit()
+        log.info("request.recorded", request_ref=request.request_ref, event_id=received.event_id,
+                 decision=assessment.decision.value, track=assessment.track.value, actor=actor)
+        return person, request, record
+
+    async def _case_file_for(self, uow: UnitOfWork, data: NewRequest, actor: str, now: datetime) -> CaseFile:
+        if data.person_ref is None:
+            person = CaseFile(person_ref=new_ref("P"), name=data.name, created_by=actor, created_at=now)
+        else:
+            person = (await uow.session.exec(select(CaseFile).where(CaseFile.person_ref == data.person_ref))).first()
+            if person is None:
+                raise Invalid("person_ref", "no such case file")
+        # The latest call gives the latest safe way to reach the person.
+        person.date_of_birth = data.date_of_birth or person.date_of_birth
+        person.stated_age = data.stated_age if data.stated_age is not None else person.stated_age
+        person.language = data.language.value
+        person.phone = data.phone or person.phone
+        person.email = str(data.email) if data.email else person.email
+        person.safe_to_leave_message = data.safe_to_leave_message
+        person.preferred_contact = data.preferred_contact.value
+        person.name_key = domain.name_key(person.name)
+        person.phone_key = domain.phone_key(person.phone)
+        person.email_key = domain.email_key(person.email)
+        person.updated_at = now
+        uow.session.add(person)
+        return person
+
+    async def override(self, uow: UnitOfWork, request_ref: str, data: OverrideIn, *, actor: str) -> AssessmentRecord:
+        request = await _request(uow, request_ref)
+        current = await current_assessment(uow.session, request_ref)
+        try:
+            decided = domain.override(_assessment(current), data.decision, data.place_kind, data.reason)
+        except domain.OverrideRefused as exc:
+            raise Invalid(exc.field, exc.reason) from None
+        now = self.now()
+        record = _record(request_ref, decided, decided_at=now, decided_by=actor, override_reason=data.reason.strip())
+        request.needs_review = False
+        uow.session.add_all([request, record])
+        changed = (decided.decision.value, _value(decided.place_kind)) != (current.decision, current.place_kind)
+        emitted = uow.emit(_assessed(request, decided, overridden=True)) if changed else None
+        await uow.commit()
+        log.info("request.overridden", request_ref=request_ref, decision=decided.decision.value, actor=actor,
+                 event_id=emitted.event_id if emitted else None)
+        return record
+
+    async def record_follow_up(self, uow: UnitOfWork, request_ref: str, data: FollowUpIn, *, actor: str) -> FollowUp:
+        request = await _request(uow, request_ref)
+        follow_up = FollowUp(request_ref=request_ref, done_at=self.now(), done_by=actor, note=data.note,
+                             next_follow_up_on=data.next_follow_up_on)
+        request.follow_up_on = data.next_follow_up_on
+        uow.session.add_all([request, follow_up])
+        await uow.commit()
+        log.info("request.followed_up", request_ref=request_ref, actor=actor)
+        return follow_up
+
+
+async def _request(uow: UnitOfWork, request_ref: str) -> HelpRequest:
+    request = (await uow.session.exec(select(HelpRequest).where(HelpRequest.request_ref == request_ref))).first()
+    if request is None:
+        raise NotFound(request_ref)
+    return request
+
+
+async def current_assessment(session, request_ref: str) -> AssessmentRecord:
+    record = (await session.exec(
+        select(AssessmentRecord).where(AssessmentRecord.request_ref == request_ref)
+        .order_by(col(AssessmentRecord.id).desc()).limit(1)
+    )).first()
+    if record is None:
+        raise NotFound(request_ref)
+    return record
+
+
+def _value(enum) -> str | None:
+    return enum.value if enum is not None else None
+
+
+def _record(request_ref: str, assessment: domain.Assessment, *, decided_at: datetime, decided_by: str,
+            override_reason: str | None = None) -> AssessmentRecord:
+    return AssessmentRecord(
+        request_ref=request_ref,
         decision=assessment.decision.value,
         track=assessment.track.value,
-        place_kind=assessment.place_kind.value if assessment.place_kind else None,
+        place_kind=_value(assessment.place_kind),
         rules=[asdict(r) for r in assessment.rules],
-        decided_at=now,
+        needs_review=assessment.needs_review,
+        refer_to=assessment.refer_to,
+        follow_up_on=assessment.follow_up_on,
+        decided_at=decided_at,
+        decided_by=decided_by,
+        override_reason=override_reason,
     )
-    uow.session.add_all([person, request, record])
-    received = uow.emit(
-        RequestReceived(
-            request_ref=request.request_ref, person_ref=person.person_ref,
-            channel=data.channel, received_at=now,
-        )
-    )
-    uow.emit(
-        RequestAssessed(
-            request_ref=request.request_ref, person_ref=person.person_ref,
-            decision=assessment.decision, track=assessment.track, place_kind=assessment.place_kind,
-            urgency=data.urgency, needs=tuple(data.needs),
-        ),
-        causation=received,
-    )
-    await uow.commit()
-    log.info("request.recorded", request_ref=request.request_ref, event_id=received.event_id,
-             decision=assessment.decision.value)
-    return person, request, record
 
+
+def _assessment(record: AssessmentRecord) -> domain.Assessment:
+    return domain.Assessment(
+        decision=Decision(record.decision),
+        track=Track(record.track),
+        place_kind=PlaceKind(record.place_kind) if record.place_kind else None,
+        rules=tuple(domain.RuleResult(**r) for r in record.rules),
+        needs_review=record.needs_review,
+        follow_up_on=record.follow_up_on,
+        refer_to=record.refer_to,
+    )
+
+
+def _assessed(request: HelpRequest, assessment: domain.Assessment, *, overridden: bool) -> RequestAssessed:
+    # References and codes only: nothing from the case file travels (rule 7).
+    return RequestAssessed(
+        request_ref=request.request_ref, person_ref=request.person_ref,
+        decision=assessment.decision, track=assessment.track, place_kind=assessment.place_kind,
+        urgency=request.urgency, needs=tuple(request.needs), overridden=overridden,
+        refer_to=assessment.refer_to, follow_up_on=assessment.follow_up_on,
+    )
+
+
+# --- events from the other services ---------------------------------------------------------
 
 async def add_to_timeline(uow: UnitOfWork, envelope: Envelope, event) -> None:
     """Other services' events about a person become lines of the case file's timeline."""
@@ -97,5 +223,8 @@ async def add_to_timeline(uow: UnitOfWork, envelope: Envelope, event) -> None:
     log.info("timeline.added", event_id=envelope.event_id, event_type=envelope.type)
 
 
-TIMELINE_EVENTS = ("PersonAdmitted", "PersonWaitlisted", "StayEnding", "PersonDischarged", "ReferralMade")
+TIMELINE_EVENTS = (
+    "PersonAdmitted", "PersonWaitlisted", "StayExtended", "PersonMoved", "StayEnding", "PersonDischarged",
+    "ReferralMade", "ReferralStatusChanged",
+)
 HANDLERS = {name: add_to_timeline for name in TIMELINE_EVENTS}

@@ -1,4 +1,5 @@
-"""Intake's own store: case files (personal data stays here), requests, assessments, timeline."""
+"""Intake's own store: case files (personal data stays here), requests, assessments, follow-ups,
+the timeline built from other services' events, and staff accounts."""
 
 from datetime import UTC, date, datetime
 
@@ -11,6 +12,8 @@ def utcnow() -> datetime:
 
 
 class CaseFile(SQLModel, table=True):
+    """One person, however many times they call."""
+
     __tablename__ = "intake_case_file"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -18,14 +21,23 @@ class CaseFile(SQLModel, table=True):
     name: str = Field(max_length=200)
     date_of_birth: date | None = None
     stated_age: int | None = None
-    language: str = Field(max_length=2)
+    language: str = Field(max_length=8)
     phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
     safe_to_leave_message: bool = False
+    preferred_contact: str = Field(default="phone", max_length=20)
+    # Normalised keys to recognise a person who calls again (see domain.likely_matches).
+    name_key: str = Field(default="", max_length=200, index=True)
+    phone_key: str | None = Field(default=None, max_length=20, index=True)
+    email_key: str | None = Field(default=None, max_length=320, index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(default="api", max_length=100)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class HelpRequest(SQLModel, table=True):
+    """One call for help, from any channel."""
+
     __tablename__ = "intake_request"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -33,15 +45,25 @@ class HelpRequest(SQLModel, table=True):
     person_ref: str = Field(max_length=32, index=True)
     channel: str = Field(max_length=20)
     caller: str = Field(max_length=20)
+    caller_name: str | None = Field(default=None, max_length=200)
+    caller_organisation: str | None = Field(default=None, max_length=200)
     situation: str = Field(max_length=30)
     urgency: str = Field(max_length=20)
     needs: list = Field(default_factory=list, sa_column=Column(JSON))
+    cadal: dict | None = Field(default=None, sa_column=Column(JSON))
     notes: str | None = None
-    received_at: datetime = Field(default_factory=utcnow)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
     recorded_by: str = Field(default="api", max_length=100)
+    # Open until a staff member decides a case the rules could not settle.
+    needs_review: bool = Field(default=False, index=True)
+    # The next follow-up (a minor's referral, for one); None once nothing more is planned.
+    follow_up_on: date | None = Field(default=None, index=True)
 
 
 class AssessmentRecord(SQLModel, table=True):
+    """Every decision taken on a request, the rules' first and each staff decision after; the
+    latest is the one in force."""
+
     __tablename__ = "intake_assessment"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -50,9 +72,23 @@ class AssessmentRecord(SQLModel, table=True):
     track: str = Field(max_length=20)
     place_kind: str | None = Field(default=None, max_length=20)
     rules: list = Field(default_factory=list, sa_column=Column(JSON))
+    needs_review: bool = False
+    refer_to: str | None = Field(default=None, max_length=40)
+    follow_up_on: date | None = None
     decided_at: datetime = Field(default_factory=utcnow)
     decided_by: str = Field(default="rules", max_length=100)
     override_reason: str | None = None
+
+
+class FollowUp(SQLModel, table=True):
+    __tablename__ = "intake_follow_up"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_ref: str = Field(max_length=32, index=True)
+    done_at: datetime = Field(default_factory=utcnow)
+    done_by: str = Field(max_length=100)
+    note: str | None = None
+    next_follow_up_on: date | None = None
 
 
 class TimelineEntry(SQLModel, table=True):
@@ -61,9 +97,49 @@ class TimelineEntry(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     person_ref: str = Field(max_length=32, index=True)
     event_id: str = Field(max_length=64)
-    event_type: str = Field(max_length=64)
+    event_type: str = Field(max_length=64, index=True)
     occurred_at: datetime
     details: dict = Field(default_factory=dict, sa_column=Column(JSON))
 
 
-TABLES = [CaseFile.__table__, HelpRequest.__table__, AssessmentRecord.__table__, TimelineEntry.__table__]
+class StaffAccount(SQLModel, table=True):
+    """A staff member who may sign in; created from the command line (services.intake.accounts)."""
+
+    __tablename__ = "intake_staff_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    password_hash: str = Field(max_length=300)
+    roles: list = Field(default_factory=list, sa_column=Column(JSON))
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    last_sign_in_at: datetime | None = None
+
+
+TABLES = [
+    CaseFile.__table__, HelpRequest.__table__, AssessmentRecord.__table__, FollowUp.__table__,
+    TimelineEntry.__table__, StaffAccount.__table__,
+]
+
+
+class OutdatedStore(RuntimeError):
+    pass
+
+
+async def check_columns(engine, tables=TABLES) -> None:
+    """Refuse to start on a store created by an older intake (tables are created, never altered, here)."""
+    from sqlalchemy import inspect
+
+    def missing(sync_conn) -> list[str]:
+        inspector = inspect(sync_conn)
+        gaps = []
+        for table in tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            gaps += [f"{table.name}.{c.name}" for c in table.columns if c.name not in present]
+        return gaps
+
+    async with engine.connect() as conn:
+        gaps = await conn.run_sync(missing)
+    if gaps:
+        raise OutdatedStore(f"intake's store predates this version (missing {', '.join(gaps[:5])}); "
+                            "start from an empty store (e.g. remove var/intake.db) or migrate it")

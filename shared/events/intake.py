@@ -2,6 +2,8 @@
 
 from datetime import date, datetime
 
+from pydantic import Field
+
 from .codes import Channel, Decision, Need, PlaceKind, Track, Urgency
 from .envelope import Event, contract
 
@@ -24,6 +26,10 @@ class RequestAssessed(Event):
     urgency: Urgency = Urgency.days
     needs: tuple[Need, ...] = ()
     overridden: bool = False
+    # Added for minors and other referrals: where to refer (a code such as "youth_services" or
+    # "partner") and when intake follows up. Both optional, so older readers are unaffected.
+    refer_to: str | None = Field(None, pattern=r"^[a-z_]{1,40}$")
+    follow_up_on: date | None = None
 
 
 @contract("intake")

@@ -1,0 +1,257 @@
+"""What staff read: case files, requests, today's queue, search, likely matches, public counters.
+
+Each read takes the reader's username (`actor`), so that reading personal data can later be
+written to an audit log from this one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import UTC, date, datetime, time as clock
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_
+from sqlmodel import col, select
+
+from shared.events.codes import Decision, Track
+
+from . import domain
+from .handlers import NotFound
+from .schemas import (
+    AssessmentOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
+    QueueItem, QueueOut, RequestOut, RuleOut, TimelineOut,
+)
+from .store import AssessmentRecord, CaseFile, FollowUp, HelpRequest, TimelineEntry
+
+
+def person_age(person: CaseFile, today: date) -> int | None:
+    if person.date_of_birth is not None:
+        return domain.age_on(person.date_of_birth, today)
+    return person.stated_age
+
+
+async def _assessments(session, request_refs: list[str]) -> dict[str, list[AssessmentRecord]]:
+    found: dict[str, list[AssessmentRecord]] = defaultdict(list)
+    if not request_refs:
+        return found
+    rows = (await session.exec(
+        select(AssessmentRecord).where(col(AssessmentRecord.request_ref).in_(request_refs))
+        .order_by(col(AssessmentRecord.id))
+    )).all()
+    for row in rows:
+        found[row.request_ref].append(row)
+    return found
+
+
+def _assessment_out(record: AssessmentRecord) -> AssessmentOut:
+    return AssessmentOut(
+        decision=record.decision, track=record.track, place_kind=record.place_kind, needs_review=record.needs_review,
+        refer_to=record.refer_to, follow_up_on=record.follow_up_on, decided_at=record.decided_at,
+        decided_by=record.decided_by, override_reason=record.override_reason,
+        rules=[RuleOut(**r) for r in record.rules],
+    )
+
+
+def request_out(request: HelpRequest, history: list[AssessmentRecord]) -> RequestOut:
+    current = history[-1]
+    return RequestOut(
+        request_ref=request.request_ref, person_ref=request.person_ref, received_at=request.received_at,
+        recorded_by=request.recorded_by, channel=request.channel, caller=request.caller,
+        situation=request.situation, urgency=request.urgency, needs=list(request.needs),
+        decision=current.decision, track=current.track, place_kind=current.place_kind,
+        needs_review=request.needs_review, refer_to=current.refer_to, follow_up_on=request.follow_up_on,
+        decided_by=current.decided_by, decided_at=current.decided_at, override_reason=current.override_reason,
+        rules=[RuleOut(**r) for r in current.rules], history=[_assessment_out(r) for r in history],
+    )
+
+
+async def get_request(session, request_ref: str, *, actor: str) -> RequestOut:
+    request = (await session.exec(select(HelpRequest).where(HelpRequest.request_ref == request_ref))).first()
+    if request is None:
+        raise NotFound(request_ref)
+    history = (await _assessments(session, [request_ref]))[request_ref]
+    return request_out(request, history)
+
+
+async def get_case_file(session, person_ref: str, *, actor: str, today: date) -> CaseFileOut:
+    person = (await session.exec(select(CaseFile).where(CaseFile.person_ref == person_ref))).first()
+    if person is None:
+        raise NotFound(person_ref)
+    requests = (await session.exec(
+        select(HelpRequest).where(HelpRequest.person_ref == person_ref).order_by(col(HelpRequest.id).desc())
+    )).all()
+    refs = [r.request_ref for r in requests]
+    histories = await _assessments(session, refs)
+    follow_ups = (await session.exec(
+        select(FollowUp).where(col(FollowUp.request_ref).in_(refs)).order_by(col(FollowUp.id))
+    )).all() if refs else []
+    timeline = await get_timeline(session, person_ref, actor=actor)
+    latest_decision = histories[refs[0]][-1].decision if refs else None
+    return CaseFileOut(
+        person_ref=person.person_ref, name=person.name, date_of_birth=person.date_of_birth,
+        stated_age=person.stated_age, age=person_age(person, today), language=person.language,
+        phone=person.phone, email=person.email, safe_to_leave_message=person.safe_to_leave_message,
+        preferred_contact=person.preferred_contact, created_at=person.created_at,
+        where_now=domain.where_now([(t.event_type, t.details) for t in timeline], latest_decision),
+        requests=[request_out(r, histories[r.request_ref]) for r in requests],
+        follow_ups=[FollowUpOut(request_ref=f.request_ref, done_at=f.done_at, done_by=f.done_by, note=f.note,
+                                next_follow_up_on=f.next_follow_up_on) for f in follow_ups],
+        timeline=timeline,
+    )
+
+
+async def get_timeline(session, person_ref: str, *, actor: str) -> list[TimelineOut]:
+    if (await session.exec(select(CaseFile.id).where(CaseFile.person_ref == person_ref))).first() is None:
+        raise NotFound(person_ref)
+    rows = (await session.exec(
+        select(TimelineEntry).where(TimelineEntry.person_ref == person_ref)
+        .order_by(col(TimelineEntry.occurred_at), col(TimelineEntry.id))
+    )).all()
+    return [TimelineOut(event_type=r.event_type, occurred_at=r.occurred_at, details=r.details) for r in rows]
+
+
+async def queue(session, *, actor: str, today: date, zone: ZoneInfo) -> QueueOut:
+    """New: received today. Pending: waiting for a staff decision, or a follow-up due by today."""
+    # Stored times are UTC; the refuge's day starts at midnight in its own time zone.
+    start_of_day = datetime.combine(today, clock.min, tzinfo=zone).astimezone(UTC)
+    rows = (await session.exec(
+        select(HelpRequest, CaseFile).join(CaseFile, col(CaseFile.person_ref) == col(HelpRequest.person_ref))
+        .where(or_(col(HelpRequest.received_at) >= start_of_day, col(HelpRequest.needs_review).is_(True),
+                   col(HelpRequest.follow_up_on) <= today))
+        .order_by(col(HelpRequest.received_at))
+    )).all()
+    histories = await _assessments(session, [r.request_ref for r, _ in rows])
+    new, pending = [], []
+    for request, person in rows:
+        current = histories[request.request_ref][-1]
+        due = request.follow_up_on is not None and request.follow_up_on <= today
+        item = QueueItem(
+            request_ref=request.request_ref, person_ref=person.person_ref, name=person.name,
+            received_at=request.received_at, channel=request.channel, urgency=request.urgency,
+            decision=current.decision, track=current.track, needs_review=request.needs_review,
+            follow_up_on=request.follow_up_on, follow_up_due=due,
+        )
+        (pending if request.needs_review or due else new).append(item)
+    urgency_order = {"immediate": 0, "days": 1, "weeks": 2}
+    pending.sort(key=lambda i: (urgency_order.get(i.urgency, 3), i.received_at))
+    return QueueOut(today=today, new=new, pending=pending)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search(session, q: str, *, actor: str, today: date, limit: int = 50) -> list[CaseFileSummary]:
+    """By reference (a case file's P-… or a request's R-…) or by part of a name."""
+    q = q.strip()
+    ref = q.upper()
+    person_refs: set[str] = set()
+    if ref.startswith("R-"):
+        person_refs |= set((await session.exec(
+            select(HelpRequest.person_ref).where(HelpRequest.request_ref == "R-" + q[2:].lower()))).all())
+    if ref.startswith("P-"):
+        person_refs.add("P-" + q[2:].lower())
+    query = select(CaseFile)
+    key = domain.name_key(q)
+    conditions = [col(CaseFile.person_ref).in_(person_refs)] if person_refs else []
+    if key:
+        conditions.append(col(CaseFile.name_key).like(f"%{_escape_like(key)}%", escape="\\"))
+    if not conditions:
+        return []
+    people = (await session.exec(query.where(or_(*conditions)).order_by(col(CaseFile.name_key)).limit(limit))).all()
+    refs = [p.person_ref for p in people]
+    latest: dict[str, HelpRequest] = {}
+    if refs:
+        for request in (await session.exec(
+                select(HelpRequest).where(col(HelpRequest.person_ref).in_(refs)).order_by(col(HelpRequest.id)))).all():
+            latest[request.person_ref] = request
+    histories = await _assessments(session, [r.request_ref for r in latest.values()])
+    out = []
+    for person in people:
+        request = latest.get(person.person_ref)
+        current = histories[request.request_ref][-1] if request else None
+        out.append(CaseFileSummary(
+            person_ref=person.person_ref, name=person.name, age=person_age(person, today),
+            last_request_ref=request.request_ref if request else None,
+            last_received_at=request.received_at if request else None,
+            decision=current.decision if current else None, track=current.track if current else None,
+        ))
+    return out
+
+
+async def likely_matches(session, query: MatchQuery, *, actor: str) -> list[MatchOut]:
+    new = domain.Known("", domain.name_key(query.name), query.date_of_birth,
+                       domain.phone_key(query.phone), domain.email_key(str(query.email) if query.email else None))
+    conditions = [col(CaseFile.name_key) == new.name_key]
+    if new.phone_key:
+        conditions.append(col(CaseFile.phone_key) == new.phone_key)
+    if new.email_key:
+        conditions.append(col(CaseFile.email_key) == new.email_key)
+    candidates = (await session.exec(select(CaseFile).where(or_(*conditions)).limit(200))).all()
+    by_ref = {c.person_ref: c for c in candidates}
+    known = [domain.Known(c.person_ref, c.name_key, c.date_of_birth, c.phone_key, c.email_key) for c in candidates]
+    return [MatchOut(person_ref=m.person_ref, name=by_ref[m.person_ref].name,
+                     date_of_birth=by_ref[m.person_ref].date_of_birth, reasons=list(m.reasons))
+            for m in domain.likely_matches(new, known)]
+
+
+async def names_for(session, person_refs: list[str]) -> dict[str, str]:
+    if not person_refs:
+        return {}
+    rows = (await session.exec(select(CaseFile.person_ref, CaseFile.name)
+                               .where(col(CaseFile.person_ref).in_(person_refs)))).all()
+    return dict(rows)
+
+
+# --- public counters --------------------------------------------------------------------------
+
+COUNTER_RULE = ("Counts under 5 are shown as '<5'; larger counts are rounded down to a multiple of 5 "
+                "and shown as e.g. '40+', so that no single person can be singled out.")
+SUPPORTED_DECISIONS = {Decision.accommodate.value, Decision.waitlist.value, Decision.support_only.value,
+                       Decision.refer.value}
+YOUTH_TRACKS = {Track.youth.value, Track.upstream.value, Track.minor.value}
+
+
+async def exact_counts(session) -> dict[str, int]:
+    """Since opening: young people given a place in the youth refuge (from housing's PersonAdmitted
+    events), young people the youth programmes took on, and every request decided."""
+    admitted = (await session.exec(
+        select(TimelineEntry.person_ref, TimelineEntry.details).where(TimelineEntry.event_type == "PersonAdmitted")
+    )).all()
+    accommodated = {person for person, details in admitted if (details or {}).get("place_kind") != "cadal"}
+    decided = (await session.exec(
+        select(AssessmentRecord.request_ref, AssessmentRecord.decision, AssessmentRecord.track)
+        .order_by(col(AssessmentRecord.id))
+    )).all()
+    current = {ref: (decision, track) for ref, decision, track in decided}
+    owners = dict((await session.exec(select(HelpRequest.request_ref, HelpRequest.person_ref))).all())
+    supported = {owners[ref] for ref, (decision, track) in current.items()
+                 if ref in owners and decision in SUPPORTED_DECISIONS and track in YOUTH_TRACKS}
+    return {
+        "young_people_accommodated": len(accommodated),
+        "young_people_supported": len(supported | accommodated),
+        "requests_processed": len(current),
+    }
+
+
+class PublicCounters:
+    """Computed at most every `cache_seconds`, so public traffic never weighs on the store."""
+
+    def __init__(self, sessions, cache_seconds: float):
+        self.sessions = sessions
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, CountersOut] | None = None
+
+    async def get(self) -> CountersOut:
+        if self._cached and time.monotonic() - self._cached[0] < self.cache_seconds:
+            return self._cached[1]
+        async with self.sessions() as session:
+            counts = await exact_counts(session)
+        out = CountersOut(
+            counters=[CounterOut(key=key, shown=c.shown, at_least=c.at_least)
+                      for key, c in ((k, domain.coarse_count(v)) for k, v in counts.items())],
+            rule=COUNTER_RULE,
+        )
+        self._cached = (time.monotonic(), out)
+        return out
