@@ -224,7 +224,7 @@ async def _dump_store(directory: Path, service: str, url: str, engine: AsyncEngi
         async with snapshot_engine.connect() as conn:
             async with conn.begin():
                 server_version = await conn.run_sync(lambda c: ".".join(map(str, c.dialect.server_version_info or ())))
-                schema = await conn.run_sync(_reflect_schema)
+                schema, reflected = await conn.run_sync(_reflect_schema)
                 counts = {}
                 for name in schema["order"]:
                     counts[name] = (await conn.execute(sa.select(sa.func.count()).select_from(sa.table(name)))).scalar_one()
@@ -232,7 +232,7 @@ async def _dump_store(directory: Path, service: str, url: str, engine: AsyncEngi
                 for name in schema["order"]:
                     advance = progress.start(f"{service}: {name}", counts[name])
                     tables[name] = await conn.run_sync(
-                        lambda c, name=name, advance=advance: _dump_table(c, name, schema["tables"][name], folder, advance)
+                        lambda c, name=name, advance=advance: _dump_table(c, reflected.tables[name], folder, advance)
                     )
                     tables[name]["file"] = f"stores/{service}/{name}.jsonl"
                     tables[name]["schema"] = schema["tables"][name]
@@ -245,14 +245,14 @@ async def _dump_store(directory: Path, service: str, url: str, engine: AsyncEngi
     }
 
 
-def _dump_table(conn: Connection, name: str, spec: dict, folder: Path, advance: Callable[[int], None]) -> dict:
-    columns = [c["name"] for c in spec["columns"]]
-    table = sa.table(name, *[sa.column(c) for c in columns])
-    order = [table.c[c] for c in (spec["primary_key"] or columns[:1])]
+def _dump_table(conn: Connection, table: sa.Table, folder: Path, advance: Callable[[int], None]) -> dict:
+    # The reflected column types decode what the driver returns (JSON text, SQLite's date strings).
+    columns = [str(c.name) for c in table.columns]
+    order = list(table.primary_key.columns) or [table.c[columns[0]]]
     digest = hashlib.sha256()
     rows = 0
     result = conn.execution_options(yield_per=BATCH).execute(sa.select(table).order_by(*order))
-    with (folder / f"{name}.jsonl").open("wb") as out:
+    with (folder / f"{table.name}.jsonl").open("wb") as out:
         for partition in result.partitions():
             chunk = b"".join(
                 orjson.dumps({c: _encode(v) for c, v in zip(columns, row, strict=True)}) + b"\n" for row in partition
@@ -279,16 +279,17 @@ def _encode(value: Any) -> Any:
 # --- schema: reflected once, recreated on any dialect --------------------------------
 
 
-def _reflect_schema(conn: Connection) -> dict:
+def _reflect_schema(conn: Connection) -> tuple[dict, sa.MetaData]:
     meta = sa.MetaData()
     meta.reflect(conn)
     inspector = sa.inspect(conn)
     tables = {}
     for table in meta.sorted_tables:
         pk = inspector.get_pk_constraint(table.name).get("constrained_columns") or []
-        tables[table.name] = {
+        tables[str(table.name)] = {
             "columns": [
-                {"name": c.name, "type": _type_spec(c.type), "nullable": bool(c.nullable), "primary_key": c.name in pk}
+                {"name": str(c.name), "type": _type_spec(c.type), "nullable": bool(c.nullable),
+                 "primary_key": c.name in pk}
                 for c in table.columns
             ],
             "primary_key": pk,
@@ -303,7 +304,9 @@ def _reflect_schema(conn: Connection) -> dict:
             ],
             "indexes": [_index_spec(ix) for ix in inspector.get_indexes(table.name) if not ix.get("duplicates_constraint")],
         }
-    return {"order": [t.name for t in meta.sorted_tables], "tables": tables}
+    # Reflection hands back str subclasses (quoted_name); JSON wants plain strings.
+    spec = json.loads(json.dumps({"order": [str(t.name) for t in meta.sorted_tables], "tables": tables}))
+    return spec, meta
 
 
 def _index_spec(ix: dict) -> dict:
