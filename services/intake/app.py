@@ -1,38 +1,53 @@
 """create_app: the only place intake's settings are read and its parts wired together."""
 
 from contextlib import asynccontextmanager
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
 from shared.web import install_error_handlers
 
-from . import api, handlers, queries
+from . import api, console, handlers, queries
+from .access import Csrf
 from .handlers import Intake
+from .i18n import Console
 from .settings import IntakeSettings
 from .store import TABLES, check_columns
+from .upstream import OtherServices
+
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging("intake", settings.log_level)
     runtime = ServiceRuntime(settings, tables=TABLES, handlers=handlers.HANDLERS)
+    runtime.startup.append(lambda: check_columns(runtime.engine))
     intake = Intake(youth_band=(settings.youth_min_age, settings.youth_max_age),
                     minor_follow_up_days=settings.minor_follow_up_days, timezone=settings.timezone)
-    runtime.startup.append(lambda: check_columns(runtime.engine))
     counters = queries.PublicCounters(runtime.sessions, settings.counters_cache_seconds)
+    services = OtherServices(settings.housing_url, settings.upstream_timeout_seconds)
     secure_cookies = settings.public_base_url.startswith("https://")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with runtime.lifespan()(app):
-            yield
+            await services.start()
+            try:
+                yield
+            finally:
+                await services.stop()
 
     app = FastAPI(
         title="Refuge intake", version="1", lifespan=lifespan,
-        description="Calls for help, their assessment and case files. Sign in with POST /api/session; "
-                    "send the token as `Authorization: Bearer …` (the console uses the `refuge_token` cookie).",
+        description="Calls for help, their assessment and case files. Sign in with POST /api/session and send "
+                    "the token as `Authorization: Bearer …` (the staff console at / uses the `refuge_token` "
+                    "cookie). Errors: 422 names the field and the reason; 404 means it does not exist or is "
+                    "not yours to see.",
     )
     app.state.runtime = runtime
     app.state.intake = intake
@@ -40,4 +55,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     api.install_error_handlers(app)
     runtime.mount_health(app)
     app.include_router(api.build_router(runtime, intake, counters, secure_cookies=secure_cookies))
+    app.include_router(console.build_console(
+        runtime=runtime, intake=intake, console=Console(ZoneInfo(settings.timezone), settings.console_default_language),
+        csrf=Csrf(settings.auth_secret.get_secret_value(), secure_cookies), services=services, counters=counters,
+        secure_cookies=secure_cookies))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

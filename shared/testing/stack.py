@@ -103,6 +103,10 @@ class Stack:
             "NOTIFY_SMTP_PORT": str(self.smtp_port),
             "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports.get('intake', 8001)}",
             "NOTIFY_CONSOLE_URL": f"http://127.0.0.1:{self.ports.get('intake', 8001)}",
+            # The console calls the other services' APIs server-side, with the staff member's token.
+            "INTAKE_HOUSING_URL": f"http://127.0.0.1:{self.ports.get('housing', 8002)}",
+            "INTAKE_REFERRALS_URL": f"http://127.0.0.1:{self.ports.get('referrals', 8003)}",
+            "INTAKE_NOTIFY_URL": f"http://127.0.0.1:{self.ports.get('notify', 8004)}",
             "PYTHONUNBUFFERED": "1",
         })
         if consumer:

@@ -1,0 +1,463 @@
+"""The staff console: server-rendered pages over the same handlers and queries as the API.
+
+Plain HTML forms that work without JavaScript; /static/console.js only adds inline validation
+and hides the form sections that do not apply. Every form carries a CSRF token; the session is
+the signed staff token in the HttpOnly, SameSite=Strict `refuge_token` cookie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, SignatureExpired
+from pydantic import ValidationError
+from sqlmodel import func, select
+
+from shared.auth import Staff
+
+from . import accounts, queries, words
+from .access import TOKEN_COOKIE, Csrf, clear_session_cookie, reads_case_files, set_session_cookie
+from .handlers import Intake, Invalid, NotFound
+from .i18n import LANGUAGE_COOKIE, LANGUAGES, Console, format_day
+from .schemas import FollowUpIn, Language, MatchQuery, NewRequest, OverrideIn
+from .store import StaffAccount
+from .upstream import OtherServices, Unreachable
+
+PLAIN_FIELDS = ("person_ref", "name", "date_of_birth", "stated_age", "language", "phone", "email", "preferred_contact",
+                "channel", "caller", "caller_name", "caller_organisation", "situation", "urgency", "notes")
+CADAL_FLAGS = tuple(words.CADAL_CHECKS)
+
+
+class Words:
+    """Codes, rules and events in the staff member's language, for the templates."""
+
+    def __init__(self, gettext, lang: str):
+        self._ = gettext
+        self.lang = lang
+
+    def day(self, value) -> str:
+        return format_day(value, self.lang)
+
+    def _label(self, table, code):
+        return words.label(self._, table, code)
+
+    def channel(self, code): return self._label(words.CHANNELS, code)
+    def urgency(self, code): return self._label(words.URGENCIES, code)
+    def decision(self, code): return self._label(words.DECISIONS, code)
+    def track(self, code): return self._label(words.TRACKS, code)
+    def place_kind(self, code): return self._label(words.PLACE_KINDS, code)
+    def caller(self, code): return self._label(words.CALLERS, code)
+    def situation(self, code): return self._label(words.SITUATIONS, code)
+    def contact_method(self, code): return self._label(words.CONTACT_METHODS, code)
+    def where_now(self, code): return self._label(words.WHERE_NOW, code)
+    def counter(self, code): return self._label(words.COUNTERS, code)
+
+    def needs(self, codes) -> str:
+        return ", ".join(self._label(words.NEEDS, c) for c in codes)
+
+    def reasons(self, codes) -> str:
+        return ", ".join(self._label(words.MATCH_REASONS, c) for c in codes)
+
+    def options(self, name: str) -> list[tuple[str, str]]:
+        table = {"channels": words.CHANNELS, "callers": words.CALLERS, "situations": words.SITUATIONS,
+                 "urgencies": words.URGENCIES, "needs": words.NEEDS, "contact_methods": words.CONTACT_METHODS,
+                 "decisions": words.DECISIONS, "place_kinds": words.PLACE_KINDS}[name]
+        return [(code, self._(text)) for code, text in table.items()]
+
+    def cadal_criteria(self) -> list[tuple[str, str]]:
+        return [(code, self._(text)) for code, text in words.CADAL_CHECKS.items()]
+
+    def field_error(self, field: str) -> str:
+        return words.field_error(self._, field)
+
+    def decision_sentence(self, r) -> str:
+        return words.decision_sentence(self._, r.decision, r.track, r.place_kind, r.needs_review, self.day(r.follow_up_on))
+
+    def rule(self, rule) -> str:
+        return words.rule_sentence(self._, rule.model_dump() if hasattr(rule, "model_dump") else rule, self.day)
+
+    def timeline(self, event_type: str, details: dict) -> str:
+        return words.timeline_sentence(self._, event_type, details, self.day)
+
+
+@dataclass
+class Line:
+    at: datetime
+    source: str
+    text: str
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def safe_next(value: str | None) -> str:
+    """Only a path on this site: never an open redirect."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value \
+            and all(ch.isprintable() for ch in value):
+        return value
+    return "/"
+
+
+def secure_headers(response: Response, *, embeddable: bool = False) -> None:
+    ancestors = "*" if embeddable else "'none'"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        f"base-uri 'none'; object-src 'none'; frame-ancestors {ancestors}")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if not embeddable:
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cache-Control"] = "no-store"
+
+
+def form_to_request(form) -> dict:
+    """The form's strings as NewRequest expects them: empty means not given."""
+    data: dict = {}
+    for name in PLAIN_FIELDS:
+        value = (form.get(name) or "").strip()
+        if value:
+            data[name] = value
+    data["safe_to_leave_message"] = form.get("safe_to_leave_message") == "on"
+    data["needs"] = form.getlist("needs")
+    if data.get("situation") == "asylum_reception":
+        cadal = {flag: form.get(f"cadal_{flag}") == "on" for flag in CADAL_FLAGS}
+        cadal["fedasil_designation_ref"] = (form.get("cadal_fedasil_designation_ref") or "").strip() or None
+        data["cadal"] = cadal
+    link = form.get("link")
+    if link and link != "new":
+        data["person_ref"] = link
+    return data
+
+
+def form_values(form) -> dict:
+    values = {name: form.get(name) for name in form.keys()}
+    values["needs"] = form.getlist("needs")
+    return values
+
+
+def field_of(loc: tuple) -> str:
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    if parts[:1] == ["cadal"] and len(parts) > 1:
+        return "cadal_" + parts[1]
+    return parts[0] if parts else "form"
+
+
+def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, services: OtherServices,
+                  counters: queries.PublicCounters, secure_cookies: bool) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def render(request: Request, template: str, *, status: int = 200, staff: Staff | None = None,
+               lang: str | None = None, embeddable: bool = False, **context) -> HTMLResponse:
+        lang = lang or console.language_of(request)
+        new_cookies: dict[str, str] = {}
+        # The public, embeddable page has no form and sets no cookie.
+        token = None if embeddable else csrf.token_for(request, new_cookies)
+        html = console.render(lang, template, staff=staff, csrf_token=token, here=safe_next(_here(request)),
+                              t=Words(console.gettext(lang), lang), today=intake.today().isoformat(), **context)
+        response = HTMLResponse(html, status_code=status)
+        for value in new_cookies.values():
+            csrf.set_nonce(response, value)
+        secure_headers(response, embeddable=embeddable)
+        return response
+
+    def message(request: Request, status: int, heading: str, text: str, staff: Staff | None = None) -> HTMLResponse:
+        return render(request, "message.html", status=status, staff=staff, heading=heading, text=text)
+
+    def gettext(request: Request):
+        return console.gettext(console.language_of(request))
+
+    async def signed_in(request: Request) -> Staff | None:
+        token = request.cookies.get(TOKEN_COOKIE)
+        if not token:
+            return None
+        try:
+            staff = runtime.signer.verify(token)
+        except (BadSignature, SignatureExpired):
+            return None
+        if await accounts.is_refused(runtime.sessions, staff.username):
+            return None
+        return staff
+
+    async def guard(request: Request) -> Staff | Response:
+        staff = await signed_in(request)
+        if staff is None:
+            expired = "&expired=1" if request.cookies.get(TOKEN_COOKIE) else ""
+            return RedirectResponse(f"/login?next={quote(_here(request), safe='/')}{expired}", status_code=303)
+        if not reads_case_files(staff):
+            _ = gettext(request)
+            return message(request, 403, _("Not available for your role"),
+                           _("Your role does not give access to case files."), staff)
+        return staff
+
+    async def guarded_form(request: Request):
+        """The signed-in staff member and the submitted form, or the response refusing them."""
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff, None
+        form = await request.form()
+        if not csrf.check(request, form.get("csrf_token")):
+            _ = gettext(request)
+            return message(request, 403, _("This form has expired"),
+                           _("Go back, reload the page and submit the form again."), staff), None
+        return staff, form
+
+    def redirect(location: str) -> RedirectResponse:
+        response = RedirectResponse(location, status_code=303)
+        secure_headers(response)
+        return response
+
+    # --- sign-in, sign-out, language --------------------------------------------------------------
+
+    @router.get("/login")
+    async def login_page(request: Request, next: str = "/", expired: str = "") -> Response:
+        if await signed_in(request) is not None:
+            return redirect(safe_next(next))
+        async with runtime.sessions() as session:
+            no_accounts = (await session.exec(select(func.count()).select_from(StaffAccount))).one() == 0
+        return render(request, "login.html", next=safe_next(next), username="", error=None,
+                      expired=bool(expired), no_accounts=no_accounts)
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        _ = gettext(request)
+        next_page = safe_next(form.get("next"))
+        if not csrf.check(request, form.get("csrf_token")):
+            return message(request, 403, _("This form has expired"), _("Go back, reload the page and submit the form again."))
+        username = str(form.get("username") or "")[:64]
+        account = await accounts.authenticate(runtime.sessions, username, str(form.get("password") or "")[:1000])
+        if account is None:
+            return render(request, "login.html", status=401, next=next_page, username=username, expired=False,
+                          no_accounts=False, error=_("Unknown user name or wrong password."))
+        token = runtime.signer.issue(account.username, account.roles)
+        response = redirect(next_page)
+        set_session_cookie(response, token, max_age=runtime.signer.max_age, secure=secure_cookies)
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        if not csrf.check(request, form.get("csrf_token")):
+            _ = gettext(request)
+            return message(request, 403, _("This form has expired"), _("Go back, reload the page and submit the form again."))
+        response = redirect("/login")
+        clear_session_cookie(response, secure=secure_cookies)
+        return response
+
+    @router.post("/language")
+    async def choose_language(request: Request) -> Response:
+        form = await request.form()
+        if not csrf.check(request, form.get("csrf_token")):
+            _ = gettext(request)
+            return message(request, 403, _("This form has expired"), _("Go back, reload the page and submit the form again."))
+        response = redirect(safe_next(form.get("next")))
+        lang = form.get("lang")
+        if lang in LANGUAGES:
+            response.set_cookie(LANGUAGE_COOKIE, lang, max_age=365 * 24 * 3600, samesite="lax", secure=secure_cookies,
+                                httponly=True, path="/")
+        return response
+
+    # --- queue, search, stays ------------------------------------------------------------------
+
+    @router.get("/")
+    async def queue_page(request: Request) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        async with runtime.sessions() as session:
+            queue = await queries.queue(session, actor=staff.username, today=intake.today(), zone=intake.zone)
+        return render(request, "queue.html", staff=staff, active="queue", queue=queue)
+
+    @router.get("/search")
+    async def search_page(request: Request, q: str = "") -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        q = q.strip()
+        error, results = None, []
+        if q:
+            if not 2 <= len(q) <= 100 or not q.isprintable():
+                error = gettext(request)("Type at least two characters.")
+            else:
+                async with runtime.sessions() as session:
+                    results = await queries.search(session, q, actor=staff.username, today=intake.today())
+        return render(request, "search.html", staff=staff, active="search", q=q, results=results, error=error,
+                      status=422 if error else 200)
+
+    @router.get("/stays")
+    async def stays_page(request: Request) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        try:
+            stays = await services.open_stays(request.cookies[TOKEN_COOKIE])
+        except Unreachable:
+            stays = None
+        if stays is not None:
+            async with runtime.sessions() as session:
+                names = await queries.names_for(session, [s["person_ref"] for s in stays])
+            stays = [{**s, "name": names.get(s["person_ref"])} for s in stays]
+        return render(request, "stays.html", staff=staff, active="stays", stays=stays)
+
+    # --- recording a request ---------------------------------------------------------------------
+
+    def request_form(request, staff, *, values=None, errors=None, matches=None, status=200) -> HTMLResponse:
+        return render(request, "request_form.html", status=status, staff=staff, active="new", values=values or {},
+                      errors=errors or {}, matches=matches, person_languages=[lang.value for lang in Language])
+
+    @router.get("/requests/new")
+    async def new_request_page(request: Request) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        return request_form(request, staff)
+
+    @router.post("/requests/new")
+    async def record_request(request: Request) -> Response:
+        staff, form = await guarded_form(request)
+        if form is None:
+            return staff
+        t = Words(gettext(request), console.language_of(request))
+        values = form_values(form)
+        try:
+            data = NewRequest.model_validate(form_to_request(form))
+        except ValidationError as exc:
+            errors: dict[str, str] = {}
+            for err in exc.errors():
+                field = field_of(err["loc"])
+                errors.setdefault(field, t.field_error(field))
+            return request_form(request, staff, values=values, errors=errors, status=422)
+        if form.get("link") is None:
+            async with runtime.sessions() as session:
+                matches = await queries.likely_matches(
+                    session, MatchQuery(name=data.name, date_of_birth=data.date_of_birth, phone=data.phone,
+                                        email=data.email), actor=staff.username)
+            if matches:
+                return request_form(request, staff, values=values, matches=matches)
+        try:
+            async with runtime.uow() as uow:
+                person, help_request, _record = await intake.record_request(uow, data, actor=staff.username)
+        except Invalid as exc:
+            return request_form(request, staff, values=values, errors={exc.field: t.field_error(exc.field)}, status=422)
+        return redirect(f"/case-files/{person.person_ref}?recorded={help_request.request_ref}#{help_request.request_ref}")
+
+    # --- case files -------------------------------------------------------------------------------
+
+    async def case_file(request: Request, staff: Staff, person_ref: str, *, status: int = 200,
+                        form_errors: dict | None = None, open_form: str | None = None) -> Response:
+        _ = gettext(request)
+        t = Words(_, console.language_of(request))
+        try:
+            async with runtime.sessions() as session:
+                case = await queries.get_case_file(session, person_ref, actor=staff.username, today=intake.today())
+        except NotFound:
+            return message(request, 404, _("Not found"), _("There is no such case file."), staff)
+        try:
+            stays = [s for s in await services.open_stays(request.cookies[TOKEN_COOKIE]) if s["person_ref"] == person_ref]
+        except Unreachable:
+            stays = None
+        lines = []
+        for r in case.requests:
+            lines.append(Line(r.received_at, "intake", _("Request %(ref)s received (%(channel)s), recorded by %(who)s.") % {
+                "ref": r.request_ref, "channel": t.channel(r.channel), "who": r.recorded_by}))
+            for h in r.history:
+                if h.decided_by == "rules":
+                    text = _("Assessed by the rules: %(decision)s, %(track)s.") % {
+                        "decision": t.decision(h.decision), "track": t.track(h.track)}
+                else:
+                    text = _("Decision by %(who)s: %(decision)s, %(track)s. Reason: %(reason)s") % {
+                        "who": h.decided_by, "decision": t.decision(h.decision), "track": t.track(h.track),
+                        "reason": h.override_reason or ""}
+                lines.append(Line(h.decided_at, "intake", text))
+        for f in case.follow_ups:
+            text = _("Followed up by %(who)s.") % {"who": f.done_by}
+            lines.append(Line(f.done_at, "intake", f"{text} {f.note or ''}".strip()))
+        for e in case.timeline:
+            lines.append(Line(e.occurred_at, "services", t.timeline(e.event_type, e.details)))
+        lines.sort(key=lambda line: _aware(line.at))
+        saved = {"override": _("Decision recorded."), "follow-up": _("Follow-up recorded.")}.get(
+            request.query_params.get("saved", ""))
+        return render(request, "case_file.html", status=status, staff=staff, case=case, stays=stays, timeline=lines,
+                      recorded=request.query_params.get("recorded", "")[:32], saved=saved,
+                      form_errors=form_errors or {}, open_form=open_form)
+
+    @router.get("/case-files/{person_ref}")
+    async def case_file_page(request: Request, person_ref: str) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        return await case_file(request, staff, person_ref)
+
+    @router.get("/requests/{request_ref}")
+    async def request_page(request: Request, request_ref: str) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        try:
+            async with runtime.sessions() as session:
+                found = await queries.get_request(session, request_ref, actor=staff.username)
+        except NotFound:
+            _ = gettext(request)
+            return message(request, 404, _("Not found"), _("There is no such request."), staff)
+        return redirect(f"/case-files/{found.person_ref}#{found.request_ref}")
+
+    async def act_on_request(request: Request, request_ref: str, kind: str, schema, action) -> Response:
+        staff, form = await guarded_form(request)
+        if form is None:
+            return staff
+        t = Words(gettext(request), console.language_of(request))
+        try:
+            async with runtime.sessions() as session:
+                person_ref = (await queries.get_request(session, request_ref, actor=staff.username)).person_ref
+        except NotFound:
+            _ = gettext(request)
+            return message(request, 404, _("Not found"), _("There is no such request."), staff)
+        key = f"{request_ref}:{kind}"
+        try:
+            data = schema.model_validate({k: v for k, v in form.items() if k != "csrf_token" and v != ""})
+            async with runtime.uow() as uow:
+                await action(uow, request_ref, data, actor=staff.username)
+        except ValidationError as exc:
+            errors = {field_of(e["loc"]): t.field_error(field_of(e["loc"])) for e in exc.errors()}
+            return await case_file(request, staff, person_ref, status=422, form_errors={key: errors}, open_form=key)
+        except Invalid as exc:
+            reason = words.REFUSALS.get(exc.reason)
+            text = gettext(request)(reason) if reason else t.field_error(exc.field)
+            return await case_file(request, staff, person_ref, status=422, form_errors={key: {exc.field: text}},
+                                   open_form=key)
+        return redirect(f"/case-files/{person_ref}?saved={kind}#{request_ref}")
+
+    @router.post("/requests/{request_ref}/override")
+    async def override(request: Request, request_ref: str) -> Response:
+        return await act_on_request(request, request_ref, "override", OverrideIn, intake.override)
+
+    @router.post("/requests/{request_ref}/follow-up")
+    async def follow_up(request: Request, request_ref: str) -> Response:
+        return await act_on_request(request, request_ref, "follow-up", FollowUpIn, intake.record_follow_up)
+
+    # --- public counters, embeddable ----------------------------------------------------------------
+
+    @router.get("/counters")
+    async def counters_page(request: Request, lang: str = "") -> Response:
+        lang = lang if lang in LANGUAGES else console.language_of(request)
+        _ = console.gettext(lang)
+        t = Words(_, lang)
+        shown = []
+        for c in (await counters.get()).counters:
+            text = _("fewer than 5") if c.at_least == 0 else _("%(n)s or more") % {"n": c.at_least}
+            shown.append({"key": c.key, "text": text, "label": t.counter(c.key)})
+        response = render(request, "counters.html", lang=lang, embeddable=True, counters=shown)
+        response.headers["Cache-Control"] = "public, max-age=60"
+        return response
+
+    return router
+
+
+def _here(request: Request) -> str:
+    path = request.url.path
+    return f"{path}?{request.url.query}" if request.url.query else path
