@@ -17,12 +17,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.events.streams import PRODUCERS
-from shared.ops import asyncapi
-from shared.ops import backup as backups
 from shared.ops.common import EXIT_FAILED, OpsError
-from shared.ops.dead_letters import HIDDEN, DeadLetter, DeadLetters
-from shared.ops.streams import streams_report
+
+# Each command imports what it needs (FastStream, SQLAlchemy...) when it runs, so the command starts fast.
+DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
+SERVICES = ("intake", "housing", "referrals", "notify")
 
 app = typer.Typer(name="refuge", help="Operate the refuge's services: streams, dead letters, backups, docs.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -62,6 +61,8 @@ def run(coro_factory: Callable[[], Any]) -> Any:
 def streams(redis_url: RedisUrl = DEFAULT_REDIS, namespace: Namespace = "refuge", timeout: Timeout = 5.0,
             as_json: AsJson = False) -> None:
     """Each consumer group's lag and pending entries, per stream, and the dead-letter count."""
+    from shared.ops.streams import streams_report
+
     report = run(lambda: streams_report(redis_url, namespace, timeout))
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -109,6 +110,7 @@ def dead_letters_list(redis_url: RedisUrl = DEFAULT_REDIS, namespace: Namespace 
                       limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many.")] = None,
                       as_json: AsJson = False) -> None:
     """Every dead letter: origin, ids, type, reason, deliveries."""
+    from shared.ops.dead_letters import DeadLetters
 
     async def go():
         async with DeadLetters(redis_url, namespace, timeout) as letters:
@@ -136,6 +138,7 @@ def dead_letters_show(entry_id: Annotated[str, typer.Argument(metavar="ID", help
                       redis_url: RedisUrl = DEFAULT_REDIS, namespace: Namespace = "refuge", timeout: Timeout = 5.0,
                       as_json: AsJson = False) -> None:
     """One dead letter with its payload's keys and types; only references and codes are shown as values."""
+    from shared.ops.dead_letters import DeadLetters
 
     async def go():
         async with DeadLetters(redis_url, namespace, timeout) as letters:
@@ -148,7 +151,9 @@ def dead_letters_show(entry_id: Annotated[str, typer.Argument(metavar="ID", help
     _print_letter(letter)
 
 
-def _print_letter(letter: DeadLetter) -> None:
+def _print_letter(letter) -> None:
+    from shared.ops.dead_letters import HIDDEN
+
     details = Table.grid(padding=(0, 2))
     details.add_column(style="bold")
     details.add_column()
@@ -169,8 +174,8 @@ def _print_letter(letter: DeadLetter) -> None:
         out.print(table)
 
 
-def _select(letters: DeadLetters, entry_id: str | None, every: bool):
-    async def pick() -> list[DeadLetter]:
+def _select(letters, entry_id: str | None, every: bool):
+    async def pick() -> list:
         if every and entry_id:
             raise OpsError("give an ID or --all, not both", 2)
         if every:
@@ -193,6 +198,7 @@ def dead_letters_replay(
     Every group reading that stream receives it again; groups that handled it already drop it in
     their inbox. Only bodies that are JSON objects can be replayed.
     """
+    from shared.ops.dead_letters import DeadLetters
 
     async def go():
         async with DeadLetters(redis_url, namespace, timeout) as letters:
@@ -219,6 +225,7 @@ def dead_letters_discard(
     redis_url: RedisUrl = DEFAULT_REDIS, namespace: Namespace = "refuge", timeout: Timeout = 5.0,
 ) -> None:
     """Delete dead letters for good (asks first unless --yes)."""
+    from shared.ops.dead_letters import DeadLetters
 
     async def pick():
         async with DeadLetters(redis_url, namespace, timeout) as letters:
@@ -253,7 +260,6 @@ IntakeDb = Annotated[str, _store_option("intake")]
 HousingDb = Annotated[str, _store_option("housing")]
 ReferralsDb = Annotated[str, _store_option("referrals")]
 NotifyDb = Annotated[str, _store_option("notify")]
-assert tuple(PRODUCERS) == ("intake", "housing", "referrals", "notify"), "add a store option for each service"
 
 
 class RichProgress:
@@ -276,13 +282,15 @@ def _progress() -> Progress:
 def backup(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="New or empty directory for the backup.")],
     redis_url: RedisUrl = DEFAULT_REDIS, namespace: Namespace = "refuge",
-    intake_db: IntakeDb = backups.default_store_url("intake"),
-    housing_db: HousingDb = backups.default_store_url("housing"),
-    referrals_db: ReferralsDb = backups.default_store_url("referrals"),
-    notify_db: NotifyDb = backups.default_store_url("notify"),
+    intake_db: IntakeDb = "sqlite+aiosqlite:///./var/intake.db",
+    housing_db: HousingDb = "sqlite+aiosqlite:///./var/housing.db",
+    referrals_db: ReferralsDb = "sqlite+aiosqlite:///./var/referrals.db",
+    notify_db: NotifyDb = "sqlite+aiosqlite:///./var/notify.db",
     timeout: Timeout = 10.0,
 ) -> None:
     """Back up Redis (every key of the namespace) and then every service's store, consistently."""
+    from shared.ops import backup as backups
+
     stores = {"intake": intake_db, "housing": housing_db, "referrals": referrals_db, "notify": notify_db}
     with _progress() as progress:
         report = run(lambda: backups.backup(directory, redis_url=redis_url, namespace=namespace, stores=stores,
@@ -296,10 +304,10 @@ def backup(
 def restore(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory written by `refuge backup`.")],
     redis_url: RedisUrl = DEFAULT_REDIS,
-    intake_db: IntakeDb = backups.default_store_url("intake"),
-    housing_db: HousingDb = backups.default_store_url("housing"),
-    referrals_db: ReferralsDb = backups.default_store_url("referrals"),
-    notify_db: NotifyDb = backups.default_store_url("notify"),
+    intake_db: IntakeDb = "sqlite+aiosqlite:///./var/intake.db",
+    housing_db: HousingDb = "sqlite+aiosqlite:///./var/housing.db",
+    referrals_db: ReferralsDb = "sqlite+aiosqlite:///./var/referrals.db",
+    notify_db: NotifyDb = "sqlite+aiosqlite:///./var/notify.db",
     force: Annotated[bool, typer.Option("--force", help="Replace the rows and keys already there.")] = False,
     timeout: Timeout = 10.0,
 ) -> None:
@@ -308,6 +316,8 @@ def restore(
     Missing tables are created from the schema in the backup. Events published after the Redis
     snapshot are marked unpublished so the outbox relays publish them again.
     """
+    from shared.ops import backup as backups
+
     stores = {"intake": intake_db, "housing": housing_db, "referrals": referrals_db, "notify": notify_db}
     with _progress() as progress:
         report = run(lambda: backups.restore(directory, redis_url=redis_url, stores=stores, force=force,
@@ -327,10 +337,12 @@ def restore(
 
 @app.command()
 def docs(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the document.")] = asyncapi.DOCUMENT,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the document.")] = DOCUMENT,
     check: Annotated[bool, typer.Option("--check", help="Only check that the file is up to date.")] = False,
 ) -> None:
     """Write the AsyncAPI 3.0.0 document of every event contract (docs/asyncapi.json)."""
+    from shared.ops import asyncapi
+
     if check:
         current = output.read_text() if output.exists() else ""
         if current != asyncapi.render(asyncapi.build_document()):

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 T = TypeVar("T")
 
@@ -41,11 +39,17 @@ def redacted(url: str) -> str:
 
 
 def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    import redis.asyncio as aioredis
+
     return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 async def redis_call(awaitable: Awaitable[T], url: str, timeout: float) -> T:
     """Await one Redis call, turning 'no answer' into an OpsError that names the server, not its password."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import InvalidResponse, RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     try:
         return await asyncio.wait_for(awaitable, timeout=timeout)
     except (TimeoutError, RedisTimeoutError) as exc:
