@@ -209,11 +209,11 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
                  status_code=status.HTTP_202_ACCEPTED)
     async def retry(notification_ref: str = Path(..., max_length=32), staff: Staff = Depends(editor)) -> DeliveryDetail:
         """Send a failed message again, same reference (Message-ID / webhook-id), fresh attempt budget."""
-        found, retried = await notify.retry(notification_ref, staff.username)
-        if found is None:
+        was, retried = await notify.retry(notification_ref, staff.username)
+        if was is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
         if not retried:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"only a failed message can be retried (this one is {found.status})")
+            raise HTTPException(status.HTTP_409_CONFLICT, f"only a failed message can be retried (this one is {was})")
         return await detail(notification_ref)
 
     # --- templates -------------------------------------------------------------------------------------

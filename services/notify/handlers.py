@@ -303,6 +303,7 @@ class Notify:
                 raise PermanentFailure("partner_not_registered")
             if not partner.active:
                 raise PermanentFailure("partner_inactive")
+            partner = Partner.model_validate(partner.model_dump())  # a plain copy that outlives the session
             disclose, shared = await self._disclosure(uow, delivery)
         view = domain.partner_view(delivery.context, disclose_person=disclose)
         if self.renderer.needs_referral_link(delivery.template) and view.get("referral_ref"):
@@ -361,11 +362,11 @@ class Notify:
         message["Date"] = format_datetime(self.now())
         # Stable across resends, so a receiver can recognise a message it already has.
         message["Message-ID"] = f"<{delivery.notification_ref}@{self.settings.message_id_domain}>"
-        message["Content-Language"] = delivery.language
         message["Auto-Submitted"] = "auto-generated"
         message["X-Refuge-Notification"] = delivery.notification_ref
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
+        message["Content-Language"] = delivery.language  # after the parts: set_content clears Content-* headers
         return message
 
     def webhook_body(self, delivery: Delivery, view: dict) -> bytes:
@@ -505,13 +506,14 @@ class Notify:
 
     # --- commands from the console ----------------------------------------------------------------
 
-    async def retry(self, notification_ref: str, staff_username: str) -> tuple[Delivery | None, bool]:
-        """A failed message goes out again with a fresh attempt budget and its same reference."""
+    async def retry(self, notification_ref: str, staff_username: str) -> tuple[str | None, bool]:
+        """A failed message goes out again with a fresh attempt budget and its same reference.
+        Returns (the message's status before, whether it was queued again)."""
         async with self.uow() as uow:
             delivery = (await uow.session.exec(
                 select(Delivery).where(Delivery.notification_ref == notification_ref))).first()
             if delivery is None or delivery.status != Status.failed:
-                return delivery, False
+                return (delivery.status if delivery else None), False
             delivery.status = Status.pending
             delivery.next_attempt_at = self.now()
             delivery.attempt_budget_from = delivery.attempts
@@ -520,7 +522,7 @@ class Notify:
             await uow.commit()
         log.info("delivery.retry_requested", notification_ref=notification_ref, by=staff_username)
         self.wake()
-        return delivery, True
+        return Status.failed, True
 
 
 # --- seeds -------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.events import REGISTRY, SUBSCRIPTIONS
 
-from .domain import LANGUAGES, STAFF_AUDIENCES, Audience, ChannelChoice, Timing
+from .domain import CONSENTED_FIELDS, LANGUAGES, STAFF_AUDIENCES, Audience, ChannelChoice, Timing
 from .rendering import CATALOGUE, Renderer
 
 # name, event type, audience, channel, template, timing, when
@@ -76,6 +76,14 @@ def rule_problems(rule: dict, renderer: Renderer) -> list[tuple[str, str]]:
             problems.append(("timing", "quiet hours and digests are for staff alerts"))
     if contract is not None:
         fields = set(contract.model_fields)
+        if info is not None and info.name != "digest":
+            # Staff templates get every field plus these; partner templates may use consented fields
+            # only behind `is defined`, and the signed link when the event names a referral.
+            extra = {"console_url", "notification_ref", "language"} if info.kind == "staff" else set(CONSENTED_FIELDS)
+            if "referral_ref" in fields:
+                extra.add("referral_link")
+            if missing := sorted(renderer.variables(info.name) - fields - extra):
+                problems.append(("template", f"uses {', '.join(missing)}, which {contract.__name__} does not carry"))
         if audience == Audience.event_partner and "partner_ref" not in fields:
             problems.append(("audience", f"{contract.__name__} names no partner"))
         if audience == Audience.informed_partners and "person_ref" not in fields:

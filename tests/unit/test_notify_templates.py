@@ -92,4 +92,6 @@ def test_invalid_rules_name_the_field_and_the_reason():
     staff = dict(base, audience="social_coordinator", template="person_admitted", channel="webhook")
     assert ("channel", "staff are reached by e-mail") in rule_problems(staff, renderer)
     no_partner = dict(base, event_type="StayEnding", template="partner_place_freed")
-    assert [f for f, _ in rule_problems(no_partner, renderer)] == ["audience"]
+    assert [f for f, _ in rule_problems(no_partner, renderer)] == ["template", "audience"]
+    wrong_fields = dict(staff, channel="email", event_type="StayExtended", template="stay_ending")
+    assert rule_problems(wrong_fields, renderer) == [("template", "uses days_before, which StayExtended does not carry")]
