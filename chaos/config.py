@@ -1,0 +1,69 @@
+"""What a chaos run does: how much work, which faults, how many of each, and the limits it is held to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICES = ("intake", "housing", "referrals", "notify")
+
+
+@dataclass
+class ChaosConfig:
+    seed: int = 1
+    ops: int = 2000
+    # Operations per second the workload aims at; the fault window lasts ops / rate seconds.
+    rate: float = 40.0
+    concurrency: int = 6
+    http_timeout: float = 8.0  # a request still unanswered after this is "unknown", not "refused"
+
+    # Faults, each scheduled at a random moment of the fault window and ending by itself.
+    kills_per_service: int = 5
+    stops_per_service: int = 1  # SIGSTOP longer than the reclaim idle time, then SIGCONT
+    redis_restarts: int = 2
+    network_cuts: int = 2
+    network_delays: int = 2
+    duplicate_bursts: int = 4  # copies of real entries re-published (some several times)
+    reorder_bursts: int = 3  # real entries re-published newest first, old ones long after
+    bad_entry_rounds: int = 1  # garbage, non-envelope, invalid payload, unknown type: on every stream
+    poison_events: int = 2
+    # Chance per commit that a restarted process kills itself at one of the messaging fault points.
+    fault_point_chance: float = 0.01
+    fault_point_share: float = 0.6  # share of restarted processes that carry such a fault point
+
+    # Messaging settings handed to every service.
+    reclaim_idle_ms: int = 1500
+    max_deliveries: int = 3
+
+    converge_limit: float = 60.0  # seconds; the run fails past this
+    converge_timeout: float = 120.0  # how long we keep waiting to measure a slow convergence
+    log_level: str = "WARNING"  # of the services; per-event INFO lines cost CPU the run needs
+    store: str = "sqlite"  # or "postgres" (needs postgres_url)
+    postgres_url: str | None = None
+    workdir: Path | None = None
+    keep_workdir: bool = False
+    services: tuple[str, ...] = field(default=SERVICES)
+
+    @property
+    def window(self) -> float:
+        """Seconds during which faults happen: the planned length of the workload."""
+        return self.ops / self.rate
+
+    @classmethod
+    def scaled(cls, ops: int, **overrides) -> ChaosConfig:
+        """Defaults for `ops` operations: fault counts grow with the run, never below the short run's."""
+        factor = max(1, ops // 2000)
+        values = dict(
+            ops=ops,
+            kills_per_service=5 * factor,
+            stops_per_service=1 * factor,
+            redis_restarts=2 * factor,
+            network_cuts=2 * factor,
+            network_delays=2 * factor,
+            duplicate_bursts=4 * factor,
+            reorder_bursts=3 * factor,
+            bad_entry_rounds=1 * factor,
+            poison_events=2 * factor,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

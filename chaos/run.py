@@ -1,0 +1,212 @@
+"""One chaos run: start everything, drive the workload under faults, drain, observe, check."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+
+from shared.testing.proxy import TcpProxy
+from shared.testing.redis_server import RedisServer, free_port
+from shared.testing.smtp_sink import SmtpSink
+from shared.testing.stack import Stack
+
+from .checker import Report, check_dead_letters, compare, expected_effects, resolve_unknown
+from .config import ChaosConfig
+from .deliveries import EventInjector, direct_client
+from .injector import Cluster, FaultRunner, Instance, plan_faults
+from .observe import (
+    Observation,
+    dead_letters,
+    deliveries_due,
+    group_backlog,
+    healthy,
+    observe_mailbox,
+    observe_stores,
+    outbox_backlogs,
+    stream_lengths,
+)
+from .workload import Workload
+
+
+def run_chaos(config: ChaosConfig, say: Callable[[str], None] = print) -> Report:
+    return asyncio.run(_run(config, say))
+
+
+async def _run(config: ChaosConfig, say: Callable[[str], None]) -> Report:
+    workdir = Path(config.workdir or tempfile.mkdtemp(prefix=f"chaos-{config.seed}-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    namespace = f"chaos{config.seed}x{uuid.uuid4().hex[:6]}"
+    redis = RedisServer(workdir / "redis").start()
+    proxy = TcpProxy(redis.port).start()
+    sink = SmtpSink(free_port()).start()
+    databases = await _databases(config, workdir)
+    stack = Stack(workdir=workdir, redis_url=proxy.url, namespace=namespace, smtp_port=sink.port,
+                  database_urls=databases, extra_env=_service_env(config))
+    instances = [Instance(name, name, stack.add(name)) for name in config.services]
+    cluster = Cluster(config, redis, proxy, instances)
+    direct = direct_client(redis.url)
+    events = EventInjector(redis.url, namespace, random.Random(config.seed * 31), max_deliveries=config.max_deliveries)
+    report: Report | None = None
+    try:
+        for inst in instances:
+            cluster.launch(inst)
+        await asyncio.gather(*(asyncio.to_thread(i.process.wait_healthy, 60) for i in instances))
+        urls = {i.service: i.process.url for i in instances}
+        say(f"chaos: stack up in {workdir} (namespace {namespace}); {config.ops} operations over "
+            f"~{config.window:.0f}s with faults")
+
+        supervisor = asyncio.create_task(cluster.supervise())
+        workload = Workload(seed=config.seed, ops=config.ops, rate=config.rate, concurrency=config.concurrency,
+                            urls=urls, http_timeout=config.http_timeout)
+        runner = FaultRunner(cluster, events, plan_faults(config, instances))
+        started = time.monotonic()
+        ledger_task = asyncio.create_task(workload.run())
+        await runner.run(started)
+        window_left = started + config.window - time.monotonic()
+        if window_left > 0:
+            await asyncio.sleep(window_left)
+        await cluster.heal()
+        faults_ended = time.monotonic()
+        ledger = await ledger_task
+        say(f"chaos: faults over after {faults_ended - started:.0f}s, workload done after "
+            f"{workload.finished - workload.started:.0f}s; draining")
+
+        converged_at, backlog = await _converge(config, direct, namespace, urls, databases, faults_ended)
+        cluster.stop_supervising()
+        await supervisor
+
+        obs = Observation()
+        obs.pending = backlog
+        await observe_stores(databases, obs)
+        with sink.mailbox.lock:
+            messages = list(sink.mailbox.messages)
+        observe_mailbox(messages, obs)
+        obs.dead_letters = await dead_letters(direct, namespace)
+
+        resolve_unknown(ledger, obs)
+        log = cluster.log
+        report = Report(
+            seed=config.seed, ops=config.ops, window_seconds=config.window,
+            workload_seconds=workload.finished - workload.started,
+            operations=ledger.counts(), operations_by_kind=ledger.by_kind(),
+            faults={"kills_by_service": log.kills_by_service(), "kills_sent": dict(log.kills),
+                    "fault_point_kills": dict(log.fault_point_kills), "stops": dict(log.stops),
+                    "crashes": dict(log.crashes), "restarts": dict(log.restarts),
+                    "redis_restarts": log.redis_restarts, "network_cuts": log.network_cuts,
+                    "network_delays": log.network_delays, "duplicate_bursts": log.duplicate_bursts,
+                    "reorder_bursts": log.reorder_bursts, "bad_rounds": log.bad_rounds, "poison": log.poison},
+            injected=events.log.counts(), fault_errors=log.errors, converge_limit=config.converge_limit,
+            workdir=str(workdir),
+        )
+        compare(expected_effects(ledger), obs, ledger, report)
+        report.not_accepted = dict(Counter(op.detail for op in ledger.operations if op.status != "accepted").most_common(8))
+        check_dead_letters(events.log, obs, report, config.max_deliveries)
+        report.mails_received, report.mail_resends = obs.mails_received, obs.mail_resends
+        report.deliveries_not_sent, report.mails_missing = obs.deliveries_not_sent, obs.mails_missing
+        report.pending_by_group = {k: v for k, v in backlog.items() if v}
+        report.pending_never_processed = sum(backlog.values())
+        report.converged = converged_at is not None
+        report.converge_seconds = None if converged_at is None else converged_at - faults_ended
+        return report
+    finally:
+        cluster.stop_supervising()
+        await events.close()
+        await direct.aclose()
+        stack.stop()
+        proxy.stop()
+        redis.stop()
+        sink.stop()
+        await _drop_databases(config, databases)
+        clean = report is not None and not report.problems()
+        if clean and not config.keep_workdir and config.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _service_env(config: ChaosConfig) -> dict[str, str]:
+    env = {"NOTIFY_RETRY_BASE_SECONDS": "0.2", "NOTIFY_SENDER_POLL_SECONDS": "0.5"}
+    for service in config.services:
+        prefix = service.upper() + "_"
+        env.update({prefix + "RECLAIM_IDLE_MS": str(config.reclaim_idle_ms),
+                    prefix + "MAX_DELIVERIES": str(config.max_deliveries),
+                    prefix + "LOG_LEVEL": config.log_level})
+    return env
+
+
+def _sqlite_urls(workdir: Path, config: ChaosConfig) -> dict[str, str]:
+    return {s: f"sqlite+aiosqlite:///{workdir / (s + '.db')}" for s in config.services}
+
+
+async def _databases(config: ChaosConfig, workdir: Path) -> dict[str, str]:
+    if config.store == "sqlite":
+        return _sqlite_urls(workdir, config)
+    if not config.postgres_url:
+        raise ValueError("store=postgres needs a PostgreSQL admin URL (--postgres-url)")
+    import asyncpg
+
+    admin = config.postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+    base = admin.rsplit("/", 1)[0]
+    urls = {}
+    conn = await asyncpg.connect(admin, timeout=10)
+    try:
+        for service in config.services:
+            name = f"chaos_{service}_{uuid.uuid4().hex[:8]}"
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            urls[service] = f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://")
+    finally:
+        await conn.close()
+    return urls
+
+
+async def _drop_databases(config: ChaosConfig, databases: dict[str, str]) -> None:
+    if config.store != "postgres" or not databases:
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(config.postgres_url.replace("postgresql+asyncpg://", "postgresql://"), timeout=10)
+    try:
+        for url in databases.values():
+            await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _converge(config: ChaosConfig, client: aioredis.Redis, namespace: str, urls: dict[str, str],
+                    databases: dict[str, str], since: float) -> tuple[float | None, dict[str, int]]:
+    """Wait until every service is healthy, every outbox empty, every group read and acknowledged
+    everything and notify has no mail left to send, twice in a row with nothing written in between."""
+    deadline = since + config.converge_timeout
+    first_quiet: float | None = None
+    quiet_lengths = None
+    backlog: dict[str, int] = {}
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            checked_at = time.monotonic()
+            try:
+                lengths = await stream_lengths(client, namespace)
+                ok = await healthy(http, urls)
+                outboxes = await outbox_backlogs(http, urls) if ok else {}
+                due = await deliveries_due(databases["notify"]) if ok else None
+                backlog = await group_backlog(client, namespace)
+                quiet = (ok and all(v == 0 for v in outboxes.values()) and due == 0
+                         and not any(backlog.values()) and lengths == await stream_lengths(client, namespace))
+            except Exception:
+                quiet = False
+            if quiet and first_quiet is not None and lengths == quiet_lengths:
+                return first_quiet, backlog
+            first_quiet, quiet_lengths = (checked_at, lengths) if quiet else (None, None)
+            await asyncio.sleep(0.5)
+    try:
+        backlog = await group_backlog(client, namespace)
+    except Exception:
+        pass
+    return None, backlog

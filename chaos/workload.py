@@ -1,0 +1,215 @@
+"""The workload: operations sent to the services as staff would, each recording the effects it expects.
+
+An effect is a tuple naming the service, what it holds and the key it is held under, e.g.
+("housing", "placement", "P-1a2b3c4d5e6f"). The checker counts effects in every store and the
+mailbox and compares them with the sum of what the operations expect.
+
+Adding an operation kind (extend a stay, discharge, make a referral, give or withdraw consent):
+subclass `OperationKind`, give it a `weight`, let `ready()` say whether the ledger holds what it
+needs (e.g. an accepted admission with a stay to extend), `perform()` the HTTP call and fill the
+operation's status and refs, and say in `expected()` which effects an accepted one leaves. If it
+leaves a kind of effect no store view reads yet, add that view in `chaos/observe.py`. Then add
+it to `KINDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+
+from shared.auth import DEV_SECRET, Role, TokenSigner
+
+Effect = tuple[str, ...]
+
+ACCEPTED, REFUSED, UNKNOWN = "accepted", "refused", "unknown"
+
+
+@dataclass
+class Operation:
+    no: int
+    kind: str
+    marker: str  # unique per operation, stored where the service keeps the operation's input
+    status: str = ""
+    detail: str = ""  # HTTP status or error class
+    refs: dict = field(default_factory=dict)  # references the service answered with
+    resolved: str = ""  # for unknown ones: "recorded" or "not recorded", found by the checker
+    seconds: float = 0.0
+
+
+@dataclass
+class Ledger:
+    operations: list[Operation] = field(default_factory=list)
+
+    def add(self, op: Operation) -> None:
+        self.operations.append(op)
+
+    def accepted(self, kind: str | None = None) -> list[Operation]:
+        return [o for o in self.operations if o.status == ACCEPTED and (kind is None or o.kind == kind)]
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(o.status for o in self.operations)
+        return {"attempted": len(self.operations), ACCEPTED: c[ACCEPTED], REFUSED: c[REFUSED], UNKNOWN: c[UNKNOWN],
+                "unknown_recorded": sum(1 for o in self.operations if o.resolved == "recorded"),
+                "unknown_not_recorded": sum(1 for o in self.operations if o.resolved == "not recorded")}
+
+    def by_kind(self) -> dict[str, dict[str, int]]:
+        out: dict[str, Counter] = {}
+        for o in self.operations:
+            out.setdefault(o.kind, Counter())[o.status] += 1
+        return {k: dict(v) for k, v in sorted(out.items())}
+
+
+def family(effect: Effect) -> Effect:
+    """An effect without its key: ("notify", "mail", "P-…", "placement", "x") -> ("notify", "mail", "placement", "x")."""
+    return effect[:2] + effect[3:]
+
+
+def staff_headers() -> dict[str, str]:
+    token = TokenSigner(DEV_SECRET).issue("chaos-workload", list(Role))
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class WorkloadContext:
+    client: httpx.AsyncClient
+    urls: dict[str, str]
+    headers: dict[str, str]
+    ledger: Ledger
+
+
+def classify(response: httpx.Response | None, error: Exception | None) -> tuple[str, str]:
+    """accepted: 2xx; refused: any other answer, or nothing was sent; unknown: sent but never answered."""
+    if error is None:
+        assert response is not None
+        return (ACCEPTED if 200 <= response.status_code < 300 else REFUSED), str(response.status_code)
+    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return REFUSED, type(error).__name__
+    return UNKNOWN, type(error).__name__
+
+
+async def call(ctx: WorkloadContext, method: str, url: str, **kwargs) -> tuple[str, str, httpx.Response | None]:
+    try:
+        response = await ctx.client.request(method, url, headers=ctx.headers, **kwargs)
+    except httpx.HTTPError as exc:
+        status, detail = classify(None, exc)
+        return status, detail, None
+    status, detail = classify(response, None)
+    return status, detail, response
+
+
+class OperationKind:
+    name: str = ""
+    weight: float = 1.0
+
+    def ready(self, ledger: Ledger) -> bool:
+        return True
+
+    async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
+        raise NotImplementedError
+
+    families: set[tuple[str, ...]] = set()  # effect families (effect without its key) it accounts for exactly
+
+    def expected(self, op: Operation) -> Counter:
+        """Effects of an accepted operation (or of an unknown one the checker found recorded)."""
+        raise NotImplementedError
+
+
+# Who asks for help, as the staff member types it in; decisions follow intake's published rules.
+PROFILES = (
+    ("excluded_youth", 0.70, {"situation": "excluded", "stated_age": 20}),
+    ("cadal", 0.10, {"situation": "asylum_reception", "stated_age": 27,
+                     "cadal": {"fedasil_designation_ref": "FED-CHAOS", "lgbtqia_asylum_seeker": True,
+                               "faces_discrimination": True, "mental_health_compatible": True,
+                               "accepts_house_rules": True}}),
+    ("at_risk", 0.10, {"situation": "at_risk", "stated_age": 19}),
+    ("minor", 0.05, {"situation": "excluded", "stated_age": 16}),
+    ("over_age", 0.05, {"situation": "excluded", "stated_age": 31}),
+)
+
+
+class RecordRequest(OperationKind):
+    """POST /api/requests at intake: a call for help, assessed at once."""
+
+    name = "request"
+    weight = 1.0
+
+    async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
+        profile = rng.choices(PROFILES, weights=[p[1] for p in PROFILES])[0]
+        body = {"name": op.marker, "language": rng.choice(["fr", "nl", "en"]), "channel": rng.choice(["phone", "walk_in", "partner"]),
+                "urgency": rng.choice(["immediate", "days", "weeks"]), "needs": ["accommodation"], **profile[2]}
+        op.detail = profile[0]
+        status, detail, response = await call(ctx, "POST", f"{ctx.urls['intake']}/api/requests", json=body)
+        op.status, op.detail = status, f"{profile[0]}:{detail}"
+        if status == ACCEPTED and response is not None:
+            data = response.json()
+            op.refs = {k: data[k] for k in ("person_ref", "request_ref", "decision", "place_kind")}
+
+    # What the issue asks for: one placement, one followed person, one coordinator mail per
+    # admission or waiting-list entry, one timeline line. Other effects of a request (needs,
+    # automatic referrals of minors, partner mails) are secondary: checked for repeats only.
+    families = {("intake", "case_file"), ("referrals", "followed"), ("housing", "placement"),
+                ("intake", "timeline", "placement"), ("notify", "delivery", "placement", "social_coordinator"),
+                ("notify", "mail", "placement", "social_coordinator")}
+
+    def expected(self, op: Operation) -> Counter:
+        person = op.refs["person_ref"]
+        effects = Counter({("intake", "case_file", op.marker): 1, ("referrals", "followed", person): 1})
+        if op.refs["decision"] == "accommodate":
+            # housing admits or waitlists; notify mails the coordinator once; intake's timeline shows it
+            effects.update({("housing", "placement", person): 1, ("intake", "timeline", person, "placement"): 1,
+                            ("notify", "delivery", person, "placement", "social_coordinator"): 1,
+                            ("notify", "mail", person, "placement", "social_coordinator"): 1})
+        return effects
+
+
+KINDS: tuple[OperationKind, ...] = (RecordRequest(),)
+KIND_BY_NAME = {k.name: k for k in KINDS}
+
+
+class Workload:
+    """Sends `ops` operations at `rate` per second from `concurrency` workers and records each."""
+
+    def __init__(self, *, seed: int, ops: int, rate: float, concurrency: int, urls: dict[str, str],
+                 http_timeout: float, kinds: tuple[OperationKind, ...] = KINDS):
+        self.seed, self.ops, self.rate, self.concurrency = seed, ops, rate, concurrency
+        self.urls, self.http_timeout, self.kinds = urls, http_timeout, kinds
+        self.ledger = Ledger()
+        self.started = 0.0
+        self.finished = 0.0
+
+    def marker(self, no: int) -> str:
+        return f"Chaos {self.seed}-{no:06d}"
+
+    async def run(self) -> Ledger:
+        # No keep-alive: a request either reaches a live process or fails to connect, which keeps
+        # "refused" (nothing sent) apart from "unknown" (sent, never answered).
+        limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=0)
+        timeout = httpx.Timeout(self.http_timeout, connect=2.0, pool=self.http_timeout)
+        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+            ctx = WorkloadContext(client, self.urls, staff_headers(), self.ledger)
+            numbers = iter(range(self.ops))
+            self.started = time.monotonic()
+            await asyncio.gather(*(self._worker(ctx, numbers) for _ in range(self.concurrency)))
+            self.finished = time.monotonic()
+        return self.ledger
+
+    async def _worker(self, ctx: WorkloadContext, numbers) -> None:
+        for no in numbers:
+            due = self.started + no / self.rate
+            if (wait := due - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            rng = random.Random(self.seed * 1_000_003 + no)  # the same operation for the same seed
+            kinds = [k for k in self.kinds if k.ready(self.ledger)]
+            kind = rng.choices(kinds, weights=[k.weight for k in kinds])[0]
+            op = Operation(no=no, kind=kind.name, marker=self.marker(no))
+            began = time.monotonic()
+            await kind.perform(ctx, op, rng)
+            op.seconds = time.monotonic() - began
+            self.ledger.add(op)
+            if op.status == REFUSED and op.detail.endswith("ConnectError"):
+                await asyncio.sleep(0.2)  # intake is restarting: do not spin
