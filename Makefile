@@ -51,3 +51,19 @@ compose-check: system-deps
 
 clean:
 	rm -rf var $(VENV)
+
+# --- operations: `refuge` is the operator's command (`$(BIN)/refuge --help`) ---
+.PHONY: docs backup restore
+
+docs: install
+	$(BIN)/refuge docs
+
+# make backup [DIR=...]: Redis, then every store, into a new directory (URLs from INTAKE_DATABASE_URL, ...,
+# REFUGE_REDIS_URL, REFUGE_NAMESPACE; defaults are the local ./var stores and Redis).
+backup: install
+	$(BIN)/refuge backup $(or $(DIR),var/backups/$(shell date -u +%Y%m%dT%H%M%SZ))
+
+# make restore DIR=... [FORCE=--force]: stop the services first.
+restore: install
+	@test -n "$(DIR)" || { echo "usage: make restore DIR=var/backups/<time> [FORCE=--force]"; exit 2; }
+	$(BIN)/refuge restore $(DIR) $(FORCE)
