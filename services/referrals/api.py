@@ -132,6 +132,12 @@ class PartnerNotice(BaseModel):
     link_expires_at: datetime
 
 
+class PartnerLink(BaseModel):
+    referral_ref: str
+    url: str
+    expires_at: datetime
+
+
 class ConsentOut(BaseModel):
     consent_ref: str
     partner_ref: str
@@ -355,6 +361,18 @@ def build_router(runtime: ServiceRuntime, referrals: Referrals, links: PartnerLi
             category=referral.category, category_label=domain.CATEGORIES[referral.category], status=referral.status,
             shares_personal_data=shares, respond_by=referral.respond_by,
             link=links.url(links.token(referral.referral_ref, referral.link_nonce)), link_expires_at=links.expires_at())
+
+    @router.get("/referrals/{referral_ref}/partner-link", response_model=PartnerLink,
+                description="for notify: a fresh signed link to the partner's page of this referral")
+    async def partner_link(referral_ref: str) -> PartnerLink:
+        async with runtime.sessions() as session:
+            try:
+                referral = await referrals.get(session, referral_ref)
+            except ReferralNotFound:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such referral") from None
+        return PartnerLink(referral_ref=referral.referral_ref, url=links.url(links.token(referral.referral_ref,
+                                                                                          referral.link_nonce)),
+                           expires_at=links.expires_at())
 
     # --- people ----------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ class Referrals:
             consent = Consent(consent_ref=event.consent_ref, person_ref=event.person_ref, partner_ref=event.partner_ref,
                               purpose=event.purpose)
         consent.expires_on = event.expires_on
-        consent.given_at = envelope.occurred_at
+        consent.given_at = self.now()
         uow.session.add(consent)
         log.info("consent.recorded", event_id=envelope.event_id)
 
@@ -108,7 +108,7 @@ class Referrals:
         if consent is None:  # withdrawn before we saw it given: remember the withdrawal all the same
             consent = Consent(consent_ref=event.consent_ref, person_ref=event.person_ref, partner_ref=event.partner_ref,
                               purpose=event.purpose)
-        consent.withdrawn_at = envelope.occurred_at
+        consent.withdrawn_at = self.now()  # when referrals learnt it: compared with override times
         uow.session.add(consent)
         log.info("consent.withdrawn", event_id=envelope.event_id)
 

@@ -204,17 +204,20 @@ def build_router(runtime: ServiceRuntime, referrals: Referrals, links: PartnerLi
             return problem("invalid", pick_language(language, None), 400)
         if action not in ("accept", "decline", "complete") or not page_nonce:
             return problem("used", pick_language(language, None), 409)
+        incomplete = False
         async with runtime.uow() as uow:
             try:
                 referral = await referrals.change_status(
                     uow, found.referral_ref, Action(action), actor="partner-link", reason_code=reason_code or None,
                     outcome=outcome or None, page_nonce=page_nonce)
+                await uow.commit()
             except (PageUsed, StatusRaced, domain.TransitionRefused):
                 log.info("partner_link.refused_post", referral_ref=found.referral_ref, action=action)
                 return problem("used", pick_language(language, None), 409)
             except ValueError:
-                return await show(token, language, error=TEXT[pick_language(language, None)]["missing"], code=422)
-            await uow.commit()
+                incomplete = True
+        if incomplete:  # a reason or an outcome is missing: show the page again, nothing changed
+            return await show(token, language, error=TEXT[pick_language(language, None)]["missing"], code=422)
         query = {"token": token, "done": referral.status}
         if language:
             query["lang"] = language
