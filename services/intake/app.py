@@ -1,5 +1,6 @@
 """create_app: the only place intake's settings are read and its parts wired together."""
 
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ STATIC = Path(__file__).parent / "static"
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging("intake", settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call to housing is noise
     runtime = ServiceRuntime(settings, tables=TABLES, handlers=handlers.HANDLERS)
     runtime.startup.append(lambda: check_columns(runtime.engine))
     intake = Intake(youth_band=(settings.youth_min_age, settings.youth_max_age),

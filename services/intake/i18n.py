@@ -53,7 +53,8 @@ class Console:
         env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                           extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
         env.install_gettext_translations(self.translations[lang], newstyle=True)
-        env.globals.update(lang=lang, languages=LANGUAGES, language_name=lambda code: language_name(code, lang))
+        env.globals.update(lang=lang, languages=LANGUAGES, language_name=lambda code: language_name(code, lang),
+                           autonym=lambda code: language_name(code, code))
         env.filters["day"] = lambda d: format_day(d, lang)
         env.filters["moment"] = lambda t: format_datetime(_aware(t).astimezone(self.zone), "medium", locale=lang) if t else ""
         return env
@@ -95,10 +96,10 @@ def language_name(code: str, in_language: str) -> str:
 
 # --- catalogue maintenance -----------------------------------------------------------------------
 
-def extract() -> None:
+def extract_catalog():
+    """Every message the templates, words.py and console.py ask to translate."""
     from babel.messages.catalog import Catalog
     from babel.messages.extract import extract_from_dir
-    from babel.messages.pofile import write_po
 
     catalog = Catalog(project="refuge-intake", msgid_bugs_address="", charset="utf-8")
     method_map = [("templates/**.html", "jinja2"), ("words.py", "python"), ("console.py", "python")]
@@ -106,6 +107,13 @@ def extract() -> None:
     for filename, lineno, message, comments, context in extract_from_dir(
             HERE, method_map, options_map=options, keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}):
         catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+    return catalog
+
+
+def extract() -> None:
+    from babel.messages.pofile import write_po
+
+    catalog = extract_catalog()
     with (LOCALE_DIR / "messages.pot").open("wb") as f:
         write_po(f, catalog, width=100, omit_header=False, sort_output=True)
     print(f"{len(catalog)} messages in {LOCALE_DIR / 'messages.pot'}")
@@ -117,6 +125,8 @@ def update() -> None:
     with (LOCALE_DIR / "messages.pot").open("rb") as f:
         template = read_po(f)
     for lang in LANGUAGES:
+        if lang == "en":  # the source language: an empty translation shows the message itself
+            continue
         po_path = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
         with po_path.open("rb") as f:
             catalog = read_po(f, locale=lang)
