@@ -22,6 +22,8 @@ import structlog
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
+from faststream.redis.message import bDATA_KEY as DATA_KEY
+from faststream.redis.parser.binary import BinaryMessageFormatV1
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 from sqlmodel import col, select
@@ -94,6 +96,7 @@ class EventConsumer:
                 max_records=batch_size, polling_interval=poll_interval_ms,
             ),
             ack_policy=AckPolicy.MANUAL,
+            parser=tolerant_parser,
         )
         reclaim = self.broker.subscriber(
             stream=StreamSub(
@@ -101,6 +104,7 @@ class EventConsumer:
                 min_idle_time=self.reclaim_idle_ms, polling_interval=max(poll_interval_ms, 500),
             ),
             ack_policy=AckPolicy.MANUAL,
+            parser=tolerant_parser,
         )
 
         @main
@@ -188,8 +192,12 @@ class EventConsumer:
                 )
 
     def _parse(self, entry: Entry) -> str | None:
+        if entry.raw == UNREADABLE:
+            return "unreadable entry: its body is not JSON"
         try:
             entry.envelope = Envelope.model_validate(entry.raw)
+            if entry.envelope.type not in REGISTRY:
+                raise UnknownEvent(f"no contract named {entry.envelope.type!r}")
             if entry.envelope.type in self.handlers:
                 entry.event = entry.envelope.open()
         except ValidationError as exc:
@@ -267,7 +275,11 @@ class EventConsumer:
             "event_id": env.event_id if env else "",
             "event_type": env.type if env else "",
         }
-        fields["body"] = _to_bytes(entry.raw)
+        if entry.raw == UNREADABLE:
+            original = await client.xrange(entry.stream, entry.entry_id, entry.entry_id)
+            fields["body"] = b"".join(v for _id, raw in original for v in raw.values())
+        else:
+            fields["body"] = _to_bytes(entry.raw)
         async with client.pipeline(transaction=True) as pipe:
             pipe.xadd(self.dead_letters, fields)
             pipe.xack(entry.stream, self.group, entry.entry_id)
@@ -276,6 +288,32 @@ class EventConsumer:
         DEAD_LETTERED.labels(self.service, entry.stream).inc()
         log.error("consumer.dead_lettered", stream=entry.stream, entry_id=entry.entry_id.decode(),
                   event_id=fields["event_id"], event_type=fields["event_type"], reason=reason)
+
+
+UNREADABLE = {"unreadable_entry": True}
+_UNREADABLE_BODY = orjson.dumps(UNREADABLE)
+
+
+def _readable(fields: dict) -> bool:
+    data = fields.get(DATA_KEY)
+    if data is None:
+        return False
+    body, _headers = BinaryMessageFormatV1.parse(data)
+    try:
+        orjson.loads(body)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+async def tolerant_parser(raw: dict, original) -> Any:
+    """FastStream fails a whole batch when one entry's body is not JSON: mark such entries so
+    the consumer dead-letters them alone and handles the rest."""
+    try:
+        return await original(raw)
+    except Exception:
+        raw["data"] = [fields if _readable(fields) else {DATA_KEY: _UNREADABLE_BODY} for fields in raw["data"]]
+        return await original(raw)
 
 
 def _to_bytes(raw: Any) -> bytes:

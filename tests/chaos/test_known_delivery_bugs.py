@@ -1,9 +1,6 @@
-"""Delivery bugs the chaos suite found in shared/messaging, each pinned by a test that fails today.
-
-They are marked xfail(strict=True): the assertions run on every `make test`, and the day the
-consumer is fixed the test passes, strict xfail turns that into a failure, and the marker has
-to go (and `chaos/config.py: KNOWN_BUGS` with it, so the chaos run injects these entries again).
-"""
+"""Delivery bugs the chaos suite found in shared/messaging, kept as regression tests:
+an entry whose body is not JSON, and an event of a type no contract declares, are both
+dead-lettered at once while the events read with them are handled."""
 
 import asyncio
 import uuid
@@ -62,9 +59,6 @@ async def reader(redis_url, namespace, tmp_path):
     await client.aclose()
 
 
-@pytest.mark.xfail(strict=True, reason="consumer bug: an entry whose FastStream body is not JSON fails FastStream's "
-                                       "decoding before EventConsumer.consume runs, so it is never dead-lettered: it "
-                                       "stays pending, is reclaimed and fails again every reclaim cycle, forever")
 async def test_an_entry_that_is_not_json_is_dead_lettered_and_the_events_read_with_it_are_handled(reader, namespace):
     runtime, client, stream, seen = reader
     bad_id = await xadd_body(client, stream, b"\x00\xffnot json {")
@@ -79,9 +73,6 @@ async def test_an_entry_that_is_not_json_is_dead_lettered_and_the_events_read_wi
     assert pending == 0
 
 
-@pytest.mark.xfail(strict=True, reason="consumer bug: an envelope whose type no contract declares is acknowledged "
-                                       "and ignored (EventConsumer._parse opens only types the service handles), "
-                                       "while the README says unknown entries are dead-lettered at once")
 async def test_an_event_of_a_type_no_contract_declares_is_dead_lettered(reader, namespace):
     runtime, client, stream, seen = reader
     unknown_id = await xadd_body(client, stream, envelope("NoSuchEvent", {"person_ref": "P-0000000000a2"}))
