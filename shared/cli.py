@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +20,6 @@ from shared.ops.common import EXIT_FAILED, OpsError
 
 # Each command imports what it needs (FastStream, SQLAlchemy...) when it runs, so the command starts fast.
 DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
-SERVICES = ("intake", "housing", "referrals", "notify")
 
 app = typer.Typer(name="refuge", help="Operate the refuge's services: streams, dead letters, backups, docs.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

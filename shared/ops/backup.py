@@ -52,11 +52,6 @@ MANIFEST = "manifest.json"
 REDIS_FILE = "redis.jsonl"
 REPUBLISH_MARGIN = timedelta(seconds=5)
 BATCH = 1000
-SERVICES = PRODUCERS  # every service publishes, so every service has a store
-
-
-def default_store_url(service: str) -> str:
-    return f"sqlite+aiosqlite:///./var/{service}.db"
 
 
 # --- progress -------------------------------------------------------------------------

@@ -8,7 +8,6 @@ JSON body, or the raw bytes of an unreadable entry).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,5 +253,5 @@ class DeadLetters:
                 await self._call(self.client.xdel(self.stream, letter.id))
                 replayed.append(letter)
         finally:
-            await asyncio.shield(broker.stop())
+            await broker.stop()
         return replayed, refused

@@ -9,11 +9,14 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from shared.cli import app
 from shared.testing.stack import SERVICES
 from tests.e2e.helpers import open_stay, post_request, staff_headers, wait_for
+
+pytestmark = pytest.mark.e2e  # starts the whole stack twice
 
 ROOT = Path(__file__).resolve().parents[2]
 REFUGE = Path(sys.executable).parent / "refuge"  # the console script `make install` puts in the venv

@@ -3,6 +3,8 @@
 streams with their groups and pending entries, and the outbox rows published after the Redis
 snapshot marked for publishing again."""
 
+import json
+import socket
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -182,7 +184,7 @@ async def test_a_damaged_or_unfinished_backup_is_refused(make_database, redis_ur
     (directory / "manifest.json").unlink()
     with pytest.raises(OpsError, match="not a finished backup"):
         await backups.restore(directory, redis_url=own_redis.url, stores={"housing": target})
-    assert not (tmp_path / "target.db").exists() or await _tables(target) == []
+    assert not (tmp_path / "target.db").exists()
 
 
 async def _tables(url: str) -> list[str]:
@@ -191,3 +193,30 @@ async def _tables(url: str) -> list[str]:
         names = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
     await engine.dispose()
     return names
+
+
+async def test_a_restore_into_an_older_redis_or_from_an_unreachable_store_fails_clearly(
+        make_database, redis_url, namespace, own_redis, tmp_path):
+    source = make_database("sqlite", "source")
+    await fill_store(source)
+    await fill_redis(redis_url, namespace)
+    directory = tmp_path / "backup"
+    await backups.backup(directory, redis_url=redis_url, namespace=namespace, stores={"housing": source})
+
+    # DUMP payloads load only into the same or a newer Redis: checked before anything is touched.
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["redis"]["server_version"] = "99.0.0"
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    target = make_database("sqlite", "target")
+    with pytest.raises(OpsError, match="older than the 99.0.0"):
+        await backups.restore(directory, redis_url=own_redis.url, stores={"housing": target})
+    assert await _tables(target) == []
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(OpsError, match="unreachable") as away:
+        await backups.backup(tmp_path / "again", redis_url=redis_url, namespace=namespace, timeout=2,
+                             stores={"housing": f"postgresql://refuge:secret@127.0.0.1:{port}/refuge"})
+    assert away.value.exit_code == 3 and "secret" not in str(away.value)
