@@ -1,5 +1,5 @@
 """`refuge dead-letters`: entries dead-lettered by a real consumer (a handler that keeps failing,
-a malformed event, a body that is not an object) are listed without personal data, replayed to
+a malformed event, a body that is not an object or not JSON) are listed without personal data, replayed to
 their origin stream once the fault is gone, or discarded."""
 
 import asyncio
@@ -119,16 +119,17 @@ async def test_unreadable_dead_letters_are_refused_for_replay_and_discarded_on_c
     leaky["payload"].update(decision="teleport", name="zanele", notes="Thrown out by her uncle",
                             date_of_birth="2004-03-14", phone="+32 470 99 88 77")
     await broker.publish(leaky, stream=intake)
-    await broker.publish("Zanele Mokoena, +32 470 99 88 77", stream=intake)
-    assert await wait_until(lambda: _count(client, namespace, 2)), "the malformed entries were never dead-lettered"
-    (first_id, _), (second_id, _) = await dead_letters(client, namespace)
-    first_id, second_id = first_id.decode(), second_id.decode()
+    await broker.publish(["Zanele Mokoena", "+32 470 99 88 77"], stream=intake)
+    await broker.publish(b"Zanele \xff\x00 not JSON", stream=intake)
+    assert await wait_until(lambda: _count(client, namespace, 3)), "the malformed entries were never dead-lettered"
+    first_id, second_id, third_id = [i.decode() for i, _ in await dead_letters(client, namespace)]
 
     opts = ["--redis-url", redis_url, "--namespace", namespace]
     outputs = [await refuge("dead-letters", "list", *opts), await refuge("dead-letters", "list", *opts, "--json"),
                await refuge("dead-letters", "show", first_id, *opts),
                await refuge("dead-letters", "show", first_id, *opts, "--json"),
-               await refuge("dead-letters", "show", second_id, *opts)]
+               await refuge("dead-letters", "show", second_id, *opts),
+               await refuge("dead-letters", "show", third_id, *opts, "--json")]
     assert all(o.exit_code == 0 for o in outputs), [o.output for o in outputs]
     text = "".join(o.output for o in outputs)
     for secret in ("zanele", "Zanele", "Mokoena", "uncle", "2004-03-14", "470 99"):
@@ -137,20 +138,22 @@ async def test_unreadable_dead_letters_are_refused_for_replay_and_discarded_on_c
         assert key in text
     reasons = [letter["reason"] for letter in json.loads(outputs[1].output)]
     assert reasons[0].startswith("invalid decision")
-    assert "JSON string, not an object" in text
+    assert "JSON array[2], not an object" in text
+    assert json.loads(outputs[-1].output)["body"].startswith("unreadable")
 
-    refused = await refuge("dead-letters", "replay", second_id, *opts)
-    assert refused.exit_code == 1
-    assert "nothing to replay" in refused.output
+    for unreadable in (second_id, third_id):
+        refused = await refuge("dead-letters", "replay", unreadable, *opts)
+        assert refused.exit_code == 1
+        assert "nothing to replay" in refused.output
     unknown = await refuge("dead-letters", "replay", "1-1", *opts)
     assert unknown.exit_code == 1 and "no dead letter 1-1" in unknown.output
-    assert await _count(client, namespace, 2)
+    assert await _count(client, namespace, 3)
 
     kept = await refuge("dead-letters", "discard", second_id, *opts, input="n\n")
-    assert kept.exit_code == 1 and await _count(client, namespace, 2)
+    assert kept.exit_code == 1 and await _count(client, namespace, 3)
     discarded = await refuge("dead-letters", "discard", second_id, *opts, input="y\n")
     assert discarded.exit_code == 0, discarded.output
-    assert [i.decode() for i, _ in await dead_letters(client, namespace)] == [first_id]
+    assert [i.decode() for i, _ in await dead_letters(client, namespace)] == [first_id, third_id]
     everything = await refuge("dead-letters", "discard", "--all", "--yes", *opts)
     assert everything.exit_code == 0, everything.output
     assert await dead_letters(client, namespace) == []
