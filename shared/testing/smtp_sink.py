@@ -11,6 +11,7 @@ import email
 import email.policy
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -29,7 +30,7 @@ class Mailbox:
     # For each accepted message: was the session encrypted, and who authenticated (None: nobody).
     transports: list[dict] = field(default_factory=list)
 
-    async def handle_DATA(self, _server, session, envelope: SmtpEnvelope) -> str:
+    async def handle_DATA(self, server, session, envelope: SmtpEnvelope) -> str:
         with self.lock:
             if self.scripted_replies:
                 return self.scripted_replies.pop(0)
@@ -37,7 +38,9 @@ class Mailbox:
         login = getattr(session, "auth_data", None)
         with self.lock:
             self.messages.append(message)
-            self.transports.append({"tls": getattr(session, "ssl", None) is not None,
+            transport = getattr(server, "transport", None)
+            encrypted = transport is not None and transport.get_extra_info("ssl_object") is not None
+            self.transports.append({"tls": encrypted or getattr(session, "ssl", None) is not None,
                                     "user": login.login.decode() if getattr(login, "login", None) else None})
             count = len(self.messages)
         if self.directory is not None:
@@ -80,10 +83,12 @@ class SmtpSink:
         if tls_context is not None:
             options.update(tls_context=tls_context, require_starttls=require_starttls)
         if users:
+            # aiosmtpd only counts STARTTLS as TLS for AUTH; a TLS-from-the-start session is encrypted anyway.
             options.update(authenticator=password_check(users), auth_required=True,
-                           auth_require_tls=tls_context is not None or ssl_context is not None)
+                           auth_require_tls=tls_context is not None)
         if ssl_context is not None:
             options.update(ssl_context=ssl_context, server_hostname=host)
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
         self.controller = Controller(self.mailbox, hostname=host, port=port, **options)
         self.host, self.port = host, port
 

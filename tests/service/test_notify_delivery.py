@@ -4,13 +4,13 @@ and a real HTTP receiver that verifies Standard Webhooks signatures as a partner
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from services.notify.app import create_app
@@ -24,7 +24,8 @@ from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequeste
 from shared.events.referrals import ReferralMade
 from shared.messaging import OutboxEntry
 from shared.testing.webhook_receiver import WebhookReceiver
-from tests.conftest import store_kinds
+from shared.store import make_engine
+from tests.conftest import _create_database, _drop_database, _run, store_kinds
 from tests.e2e.helpers import staff_headers
 
 # What depends on the store (unique planning, claims and leases, consents, digests) runs on both
@@ -121,9 +122,9 @@ def html_of(message) -> str:
     return message.get_body(("html",)).get_content()
 
 
-def settings_for(store, make_database, redis_url, namespace, smtp_port, hooks, **overrides) -> NotifySettings:
+def settings_for(database_url, redis_url, namespace, smtp_port, hooks, **overrides) -> NotifySettings:
     return NotifySettings(**{
-        "redis_url": redis_url, "database_url": make_database(store, f"notify{len(overrides)}"), "namespace": namespace,
+        "redis_url": redis_url, "database_url": database_url, "namespace": namespace,
         "consumer_name": "notify-test", "poll_interval_ms": 50, "reclaim_idle_ms": 500, "smtp_port": smtp_port,
         "retry_base_seconds": 0.05, "sender_poll_seconds": 0.05, "send_lease_seconds": 5,
         "referrals_url": hooks.url(), "console_url": "https://console.refuge.example", **overrides,
@@ -136,13 +137,43 @@ def hooks():
         yield receiver
 
 
+@pytest.fixture(scope="module")
+def postgres_for_notify(postgres_server_url):
+    """One PostgreSQL database for this module's tests (creating one per test costs seconds);
+    each test empties it when done."""
+    if not postgres_server_url:
+        yield None
+        return
+    name = f"refuge_notify_{uuid.uuid4().hex[:10]}"
+    url = _run(_create_database(postgres_server_url, name))
+    yield url
+    _run(_drop_database(postgres_server_url, name))
+
+
+async def _empty(url: str) -> None:
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
 @pytest.fixture
-async def start_notify(store, make_database, redis_url, namespace, smtp_sink, hooks):
+async def notify_database(store, make_database, postgres_for_notify):
+    if store == "sqlite":
+        yield make_database("sqlite", "notify")
+        return
+    yield postgres_for_notify
+    await _empty(postgres_for_notify)
+
+
+@pytest.fixture
+async def start_notify(notify_database, redis_url, namespace, smtp_sink, hooks):
     started: list[Harness] = []
 
     async def start(smtp_port: int | None = None, **overrides) -> Harness:
         clock = Clock()
-        settings = settings_for(store, make_database, redis_url, namespace, smtp_port or smtp_sink.port, hooks, **overrides)
+        settings = settings_for(notify_database, redis_url, namespace, smtp_port or smtp_sink.port, hooks, **overrides)
         app = create_app(settings, clock=clock)
         runtime = app.state.runtime
         await runtime.start()
