@@ -1,6 +1,6 @@
-"""`refuge backup` of a running deployment's data, `refuge restore` into new stores and another
-Redis server, and a second stack on the restored data: every request, stay and followed person
-is there, nothing happened twice, and a new request still flows end to end."""
+"""`refuge backup` of a deployment's data, `refuge restore` into new stores and another Redis
+server, and a second stack on the restored data: every request, case file, stay, referral and
+followed person is there, nothing happened twice, and a new request still flows end to end."""
 
 import json
 import subprocess
@@ -42,12 +42,18 @@ def followed(referrals_url: str) -> set[str]:
     return {f["person_ref"] for f in response.json()}
 
 
+def referrals_of(referrals_url: str, person_ref: str) -> list[tuple[str, str, str]]:
+    response = httpx.get(f"{referrals_url}/api/referrals", params={"person_ref": person_ref},
+                         headers=staff_headers(), timeout=5)
+    return [(r["referral_ref"], r["category"], r["status"]) for r in response.json()]
+
+
 def stays_of(housing_url: str, person_ref: str) -> list[dict]:
     stays = httpx.get(f"{housing_url}/api/stays", headers=staff_headers(), timeout=5).json()
     return [s for s in stays if s["person_ref"] == person_ref]
 
 
-def test_a_backup_restored_into_new_stores_and_redis_holds_every_request_stay_and_followed_person(
+def test_a_backup_restored_into_new_stores_and_redis_holds_every_request_stay_referral_and_followed_person(
         stack_factory, redis_url, namespace, own_redis, tmp_path):
     first = stack_factory().start()
     adults = [post_request(first.url("intake"), **person(i)) for i in range(3)]
@@ -59,6 +65,8 @@ def test_a_backup_restored_into_new_stores_and_redis_holds_every_request_stay_an
     assert all(stays.values()), first.logs()
     everyone = {r["person_ref"] for r in requests}
     assert wait_for(lambda: everyone <= followed(first.url("referrals"))), first.logs()
+    referral = wait_for(lambda: referrals_of(first.url("referrals"), minor["person_ref"]))
+    assert referral, first.logs()
     first.stop()
 
     sources = {s: f"sqlite+aiosqlite:///{first.workdir / (s + '.db')}" for s in SERVICES}
@@ -87,6 +95,7 @@ def test_a_backup_restored_into_new_stores_and_redis_holds_every_request_stay_an
     for person_ref, stay in stays.items():
         assert [s["stay_ref"] for s in stays_of(second.url("housing"), person_ref)] == [stay["stay_ref"]]
     assert everyone <= followed(second.url("referrals"))
+    assert referrals_of(second.url("referrals"), minor["person_ref"]) == referral
 
     newcomer = post_request(second.url("intake"), **person(7))
     assert wait_for(lambda: open_stay(second.url("housing"), newcomer["person_ref"])), second.logs()
