@@ -30,7 +30,7 @@ def _git_commit() -> str:
                                 timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit + ("+uncommitted changes" if dirty else "")
+        return (commit + ("+uncommitted changes" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -42,8 +42,11 @@ class Connection:
 class Client:
     """POSTs one JSON body again and again to one URL, over a pool of kept-alive connections."""
 
-    def __init__(self, host: str, port: int, path: str, body: dict, headers: dict[str, str] | None = None):
+    def __init__(self, host: str, port: int, path: str, body: dict, headers: dict[str, str] | None = None,
+                 max_connections: int = 256):
         self.host, self.port = host, port
+        # Past this many requests in flight, the next waits for a connection (as a browser would).
+        self.slots = asyncio.Semaphore(max_connections)
         payload = orjson.dumps(body)
         lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
                  f"Content-Length: {len(payload)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
@@ -51,14 +54,15 @@ class Client:
         self.idle: list[Connection] = []
 
     async def post(self) -> tuple[int, bytes]:
-        connection = self.idle.pop() if self.idle else await Connection.open(self.host, self.port)
-        try:
-            status, body = await connection.send(self.request)
-        except BaseException:
-            connection.close()
-            raise
-        self.idle.append(connection)
-        return status, body
+        async with self.slots:
+            connection = self.idle.pop() if self.idle else await Connection.open(self.host, self.port)
+            try:
+                status, body = await connection.send(self.request)
+            except BaseException:
+                connection.close()
+                raise
+            self.idle.append(connection)
+            return status, body
 
     def close(self) -> None:
         for connection in self.idle:

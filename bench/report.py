@@ -194,7 +194,7 @@ def write_plot(result: dict, samples: dict, path: Path) -> None:
         names.append("notify\ndrain"), values.append(v)
     ax.bar(names, values, color=["grey"] + ["C0"] * (len(names) - 1))
     ax.axhline(5000, color="red", linestyle=":", label="target 5,000/s")
-    ax.set(title="throughput, events/s", ylabel="events/s")
+    ax.set(title="throughput, events/s", ylabel="events/s (log)", yscale="log")
     ax.legend(fontsize=8)
 
     ax = axes[1][1]

@@ -32,8 +32,8 @@ FULL = Sizes(
 )
 
 QUICK = Sizes(
-    baseline_events=2_000, hop_samples=100, handler_events=1_000,
-    e2e_rates=(20, 100, 300), e2e_seconds=2.0, e2e_settle_seconds=20.0,
-    api_concurrency=32, api_seconds=2.0, api_warmup_seconds=0.5,
-    startup_runs=1, drain_events=3_000, drain_timeout=120.0,
+    baseline_events=2_000, hop_samples=100, handler_events=500,
+    e2e_rates=(20, 100, 300), e2e_seconds=1.0, e2e_settle_seconds=20.0,
+    api_concurrency=32, api_seconds=2.0, api_warmup_seconds=1.0,
+    startup_runs=1, drain_events=1_000, drain_timeout=60.0,
 )
