@@ -67,3 +67,8 @@ backup: install
 restore: install
 	@test -n "$(DIR)" || { echo "usage: make restore DIR=var/backups/<time> [FORCE=--force]"; exit 2; }
 	$(BIN)/refuge restore $(DIR) $(FORCE)
+
+# make bench [QUICK=1] [POSTGRES_URL=postgresql://…]: the benchmark of issue 9 on the real stack;
+# prints a table and writes var/bench/bench-<time>.json and .png (BENCH_ARGS passes more options).
+bench: install
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(POSTGRES_URL),--postgres-url $(POSTGRES_URL)) $(BENCH_ARGS)
