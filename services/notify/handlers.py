@@ -114,9 +114,11 @@ class Notify:
                                 domain.channels_for(rule.channel, email=recipient.email, webhook=recipient.webhook)):
                     planned += await self._plan(uow, envelope, fields, rule, recipient, channel, now)
         await self._project(uow, envelope, fields)
-        log.info("event.handled", event_id=envelope.event_id, event_type=envelope.type, planned=planned)
         if planned:
+            log.info("event.handled", event_id=envelope.event_id, event_type=envelope.type, planned=planned)
             self.wake()
+        else:  # most events concern no one: keep per-event INFO logs off the hot path
+            log.debug("event.handled", event_id=envelope.event_id, event_type=envelope.type, planned=0)
 
     async def _recipients(self, uow: UnitOfWork, rule: Rule, fields: dict) -> list[Recipient]:
         audience = Audience(rule.audience)
