@@ -335,8 +335,8 @@ class Notify:
         rows = (await uow.session.exec(select(Consent).where(
             Consent.person_ref == delivery.person_ref, Consent.partner_ref == delivery.partner_ref))).all()
         purposes = set(self.settings.consent_purposes)
-        if delivery.context.get("service_category"):
-            purposes.add(delivery.context["service_category"])
+        if category := delivery.context.get("service_category"):
+            purposes |= {category, f"referral:{category}"}  # as referrals reads a consent's purpose
         allowed = domain.consent_allows(
             [domain.ConsentRecord(r.partner_ref, r.purpose, r.expires_on, r.withdrawn) for r in rows],
             partner_ref=delivery.partner_ref, purposes=purposes, today=self.now().astimezone(self.tz).date())

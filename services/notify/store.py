@@ -54,7 +54,7 @@ class Consent(SQLModel, table=True):
     consent_ref: str = Field(primary_key=True, max_length=64)
     person_ref: str = Field(max_length=64, index=True)
     partner_ref: str = Field(max_length=64)
-    purpose: str = Field(max_length=60)
+    purpose: str = Field(max_length=80)
     expires_on: date | None = None
     withdrawn: bool = False
     updated_at: datetime = Field(default_factory=utcnow)
