@@ -546,6 +546,10 @@ async def seed_rules(uow_factory: UnitOfWorkFactory) -> int:
 async def seed_partners(uow_factory: UnitOfWorkFactory, path: str) -> int:
     """Partner recipients from a JSON list; partners already known are left as staff edited them."""
     entries = json.loads(Path(path).read_text())
+    known = readable_event_types()
+    for entry in entries:
+        if entry.get("language", "fr") not in domain.LANGUAGES or not set(entry.get("subscriptions", [])) <= set(known):
+            raise ValueError(f"seed partner {entry.get('partner_ref')!r}: unknown language or event type")
     added = 0
     async with uow_factory() as uow:
         for entry in entries:

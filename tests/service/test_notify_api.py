@@ -162,3 +162,22 @@ async def test_only_signed_in_staff_read_and_only_coordinators_change_things(not
         assert (await intake_worker.post("/api/deliveries/N-x/retry")).status_code == 403
         rule = (await intake_worker.get("/api/rules")).json()[0]
         assert (await intake_worker.delete(f"/api/rules/{rule['id']}")).status_code == 403
+
+
+async def test_the_demo_partners_are_seeded_once_and_staff_edits_survive_a_restart(start_notify):
+    from pathlib import Path
+
+    seed = str(Path(__file__).resolve().parents[2] / "services" / "notify" / "seed" / "partners.demo.json")
+    first = await start_notify(seed_partners=seed)
+    partners = (await first.api.get("/api/partners")).json()
+    assert len(partners) == 20 and all(p["email"].endswith("@partners.example") for p in partners)
+    samusocial = next(p for p in partners if p["subscriptions"] == ["PlaceFreed"])
+    edited = await first.api.put(f"/api/partners/{samusocial['partner_ref']}",
+                                 json={"email": "night@samusocial.example", "language": "en"})
+    assert edited.status_code == 200
+    rules = len((await first.api.get("/api/rules")).json())
+    await first.runtime.stop()
+    second = await start_notify(seed_partners=seed)
+    again = (await second.api.get(f"/api/partners/{samusocial['partner_ref']}")).json()
+    assert again["email"] == "night@samusocial.example" and again["subscriptions"] == []
+    assert len((await second.api.get("/api/rules")).json()) == rules  # default rules are seeded once
