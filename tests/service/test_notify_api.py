@@ -48,6 +48,8 @@ async def test_the_delivery_log_filters_pages_and_counts(notify, smtp_sink):
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["detail"]} == {"query.limit", "query.since"}
     assert (await notify.api.get("/api/deliveries/N-nothing")).status_code == 404
+    metrics = (await notify.api.get("/metrics")).text
+    assert 'refuge_domain{kind="sent",name="deliveries",service="notify"} 4.0' in metrics
 
 
 async def _all_sent(notify, count):

@@ -512,3 +512,23 @@ async def test_a_rule_staff_add_or_disable_takes_effect_without_a_restart(notify
     assert await until(lambda: [m for m in mails_to(smtp_sink, HOUSING) if "P-exit2" in m["Subject"]])
     await asyncio.sleep(0.3)
     assert [m for m in mails_to(smtp_sink, COORDINATOR) if "P-exit2" in m["Subject"]] == []
+
+
+# --- replicas -----------------------------------------------------------------------------------------
+
+@on_every_store
+async def test_two_replicas_share_the_work_and_each_message_goes_out_once(start_notify, smtp_sink):
+    first = await start_notify(consumer_name="notify-a")
+    await start_notify(consumer_name="notify-b")
+    people = [f"P-replica{i}" for i in range(12)]
+    for person in people:
+        await first.publish(admitted(person))
+
+    def admissions() -> list[str]:
+        return [m["Subject"] for m in mails_to(smtp_sink, COORDINATOR) if "P-replica" in m["Subject"]]
+
+    assert await until(lambda: len(admissions()) >= len(people))
+    await asyncio.sleep(0.5)
+    assert sorted(admissions()) == sorted(f"Admission {p} : place emergency" for p in people)
+    rows = await first.rows(cause_event_type="PersonAdmitted")
+    assert len(rows) == len(people) and all(r.status == "sent" and r.attempts == 1 for r in rows)
