@@ -276,10 +276,22 @@ class Referrals:
                 expired += 1
         return expired
 
+    async def forget_old_page_nonces(self, uow_factory: UnitOfWorkFactory) -> None:
+        """A page nonce is only useful while its link is: keep the table small."""
+        cutoff = self.now() - timedelta(hours=self.settings.link_max_age_hours)
+        async with uow_factory() as uow:
+            await uow.session.exec(delete(PageNonce).where(col(PageNonce.issued_at) < cutoff))
+            await uow.commit()
+
     async def run_expiry(self, uow_factory: UnitOfWorkFactory) -> None:
+        loop = asyncio.get_running_loop()
+        next_cleanup = loop.time()
         while True:
             try:
                 await self.expire_due(uow_factory)
+                if loop.time() >= next_cleanup:
+                    await self.forget_old_page_nonces(uow_factory)
+                    next_cleanup = loop.time() + 3600
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -14,13 +14,13 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlmodel import select
+from sqlmodel import func, select
 
 from services.referrals import directory
 from services.referrals.app import create_app
 from services.referrals.handlers import seed_directory
 from services.referrals.settings import ReferralsSettings
-from services.referrals.store import TABLES
+from services.referrals.store import TABLES, PageNonce
 from shared.auth import DEV_SECRET, Role, TokenSigner
 from shared.events import Envelope, stream_name
 from shared.events.codes import Decision, Need, PlaceKind, Track
@@ -444,6 +444,18 @@ async def test_a_referral_nobody_answers_expires_and_staff_can_revoke_one(referr
     assert (revoked["referral_ref"], "revoked", "need_met_elsewhere", "staff") in changes
     late = await referrals.get(await link_of(referrals, quiet["referral_ref"]))
     assert "expired without an answer" in late.text and "<form" not in late.text
+
+    # Page nonces live as long as links do.
+    runtime = referrals.app.state.runtime
+    assert await _page_nonces(runtime) == 1  # the page NANSEN accepted from; closed referrals get no forms
+    referrals.clock.moment += timedelta(days=7)
+    await referrals.app.state.referrals.forget_old_page_nonces(runtime.uow)
+    assert await _page_nonces(runtime) == 0
+
+
+async def _page_nonces(runtime) -> int:
+    async with runtime.sessions() as session:
+        return (await session.exec(select(func.count()).select_from(PageNonce))).one()
 
 
 async def _status_is(client, referral_ref: str, status: str) -> bool:
