@@ -57,6 +57,12 @@ class NotifySettings(ServiceSettings):
     seed_rules: bool = True
     seed_partners: str | None = Field(None, description="JSON file of partner recipients loaded at start (existing ones kept)")
 
+    @field_validator("smtp_username", "smtp_password", "smtp_ca_file", "seed_partners", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        # compose passes `${SMTP_USERNAME:-}`: an empty value means "none", not "log in with nothing"
+        return None if value == "" else value
+
     @field_validator("staff_language")
     @classmethod
     def _language(cls, value: str) -> str:

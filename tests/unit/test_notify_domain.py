@@ -150,3 +150,19 @@ def test_webhook_signatures_verify_with_the_standardwebhooks_package():
                                       "webhook-signature": domain.webhook_signature(secret, "N-abc", stale, body)})
     assert not domain.valid_webhook_secret("not-a-secret")
     assert not domain.valid_webhook_secret("whsec_c2hvcnQ=")
+
+
+def test_settings_read_empty_values_as_unset_and_refuse_bad_schedules(monkeypatch):
+    from pydantic import ValidationError
+
+    from services.notify.settings import NotifySettings
+
+    monkeypatch.setenv("NOTIFY_SMTP_USERNAME", "")
+    monkeypatch.setenv("NOTIFY_SMTP_PASSWORD", "")
+    monkeypatch.setenv("NOTIFY_CONSENT_PURPOSES", '["referral", "follow_up"]')
+    settings = NotifySettings()
+    assert settings.smtp_username is None and settings.smtp_password is None
+    assert settings.consent_purposes == ["referral", "follow_up"]
+    for bad in ({"quiet_hours": "late"}, {"digest_days": "someday"}, {"staff_language": "de"}):
+        with pytest.raises(ValidationError):
+            NotifySettings(**bad)
