@@ -18,6 +18,7 @@ from shared.events.codes import PlaceKind
 from shared.events.housing import PlaceFreed
 from shared.events.intake import ConsentGiven
 from shared.events.referrals import ReferralMade
+from shared.testing.redis_server import free_port
 from shared.testing.webhook_receiver import WebhookReceiver
 
 from .helpers import PERSON, open_stay, post_request, staff_headers, wait_for
@@ -88,14 +89,22 @@ def assert_nothing_leaks(sent: list[tuple[str, str]], *, allowed_person: dict[st
             assert place not in text, f"place {place} sent to a partner"
 
 
-async def test_partners_and_staff_get_their_messages_once_in_their_language_and_nothing_leaks(
+CIRE = "78e54713-3ab3-5ee1-90a4-eca97a75e9cd"  # partner_refs of referrals' seeded directory
+JRS = "c160f871-e3cc-59a7-a06a-e1b2a605c3af"
+
+
+async def test_a_referral_reaches_its_partner_once_in_its_language_signed_with_a_working_link_and_nothing_leaks(
         stack_factory, smtp_sink, hooks, redis_url, namespace):
-    stack = stack_factory(extra_env={"NOTIFY_REFERRALS_URL": hooks.url()}).start()
+    referrals_port = free_port()
+    referrals_url = f"http://127.0.0.1:{referrals_port}"
+    stack = stack_factory(extra_env={"NOTIFY_REFERRALS_URL": referrals_url, "REFERRALS_PUBLIC_BASE_URL": referrals_url})
+    stack.ports["referrals"] = referrals_port
+    stack.start()
     notify = stack.url("notify")
-    consenting = register(notify, "ORG-nl", email="onthaal@partner-nl.example", webhook_url=hooks.url("/org-nl"),
-                          language="nl")
-    hooks.endpoint("/org-nl", secret=consenting["webhook_secret"])
-    register(notify, "ORG-en", email="desk@partner-en.example", language="en", subscriptions=["PlaceFreed"])
+    # Partners are registered in notify by referrals' partner_ref, with addresses of the test's own.
+    consenting = register(notify, CIRE, email="onthaal@cire.example", webhook_url=hooks.url("/cire"), language="nl")
+    hooks.endpoint("/cire", secret=consenting["webhook_secret"])
+    register(notify, JRS, email="desk@jrs.example", language="en", subscriptions=["PlaceFreed"])
 
     # A request with personal data goes through intake and housing: the coordinator is told, by reference.
     person_ref = post_request(stack.url("intake"))["person_ref"]
@@ -105,40 +114,56 @@ async def test_partners_and_staff_get_their_messages_once_in_their_language_and_
     assert len(admission) == 1, stack.logs()
     assert f"/people/{person_ref}" in admission[0].get_body(("plain",)).get_content()
 
-    # The person consents to share with ORG-nl; referrals refers them to ORG-nl and to ORG-en. The
-    # second referral's payload carries fields no contract has (a careless producer): they must go nowhere.
-    consent = Envelope.wrap(ConsentGiven(consent_ref="C-e2e", person_ref=person_ref, partner_ref="ORG-nl",
-                                         purpose="referral"))
+    # The person agrees to share with CIRE (as intake records it); staff refer them to CIRE, sharing,
+    # and to JRS, anonymously.
+    consent = Envelope.wrap(ConsentGiven(consent_ref="C-e2e", person_ref=person_ref, partner_ref=CIRE, purpose="referral"))
     await publish(redis_url, namespace, consent)
     assert wait_for(lambda: handled(stack, consent)), stack.logs()
-    to_nl = Envelope.wrap(ReferralMade(referral_ref="RF-nl", person_ref=person_ref, partner_ref="ORG-nl",
-                                       service_category="legal", shares_personal_data=True))
-    to_en = Envelope.wrap(ReferralMade(referral_ref="RF-en", person_ref=person_ref, partner_ref="ORG-en",
-                                       service_category="housing_search", shares_personal_data=True)).model_dump(mode="json")
-    to_en["payload"].update(name=PERSON["name"], phone=PERSON["phone"], shelter_address="Rue du Canari 7")
-    for ref in ("RF-nl", "RF-en"):
-        hooks.serve_json(f"/api/referrals/{ref}/partner-link", {"url": f"https://refuge.example/r/{ref}-signed"})
-    await publish(redis_url, namespace, to_nl, to_en, to_nl)  # RF-nl delivered twice
-    await publish(redis_url, namespace, Envelope.wrap(PlaceFreed(place_ref=stay["place_ref"], place_kind=PlaceKind.emergency)))
+    assert wait_for(lambda: referrals_knows_consent(referrals_url, person_ref)), stack.logs()
+    to_cire = make_referral(referrals_url, person_ref, CIRE, "legal_aid", share=True)
+    make_referral(referrals_url, person_ref, JRS, "housing_search", share=False)
 
-    nl_mail = smtp_sink.mailbox.wait_for(lambda m: m["To"] == "onthaal@partner-nl.example")
-    nl_hook = hooks.wait_for(lambda r: r.path == "/org-nl")
-    en_mails = wait_for(lambda: mails_to(smtp_sink, "desk@partner-en.example", at_least=2))
-    assert nl_mail and nl_hook and en_mails, stack.logs()
-    assert wait_for(lambda: sent_count(notify, cause_event_id=to_nl.event_id) == 2)
+    # A careless producer puts fields no contract has on an event: they must reach no one.
+    freed = Envelope.wrap(PlaceFreed(place_ref=stay["place_ref"], place_kind=PlaceKind.emergency)).model_dump(mode="json")
+    freed["payload"].update(name=PERSON["name"], phone=PERSON["phone"], shelter_address="Rue du Canari 7")
+    await publish(redis_url, namespace, freed)
 
-    # once each, in the partner's language, signed, with the link, the person named only with consent
-    assert len(nl_mail) == 1 and len(hooks.requests("/org-nl")) == 1
-    assert nl_mail[0]["Subject"] == "Nieuwe doorverwijzing RF-nl (legal)"
-    assert person_ref in nl_mail[0].get_body(("plain",)).get_content()
-    assert nl_hook[0].verified and nl_hook[0].payload["data"]["person_ref"] == person_ref
-    assert nl_hook[0].payload["data"]["referral_link"] == "https://refuge.example/r/RF-nl-signed"
-    en_subjects = sorted(m["Subject"] for m in en_mails)
-    assert en_subjects == ["A emergency place is free at the refuge", "New referral RF-en (housing_search)"]
+    cire_mail = smtp_sink.mailbox.wait_for(lambda m: m["To"] == "onthaal@cire.example")
+    cire_hook = hooks.wait_for(lambda r: r.path == "/cire")
+    jrs_mails = wait_for(lambda: mails_to(smtp_sink, "desk@jrs.example", at_least=2))
+    assert cire_mail and cire_hook and jrs_mails, stack.logs()
+    assert wait_for(lambda: sent_count(notify, partner_ref=CIRE) == 2), stack.logs()
+
+    # once each, in the partner's language, signed, the person named only where consent allows
+    assert len(cire_mail) == 1 and len(hooks.requests("/cire")) == 1
+    assert cire_mail[0]["Subject"] == f"Nieuwe doorverwijzing {to_cire} (legal_aid)"
+    text = cire_mail[0].get_body(("plain",)).get_content()
+    assert person_ref in text
+    assert cire_hook[0].verified and cire_hook[0].payload["data"]["person_ref"] == person_ref
+    assert sorted(m["Subject"] for m in jrs_mails)[0] == "A emergency place is free at the refuge"
+    assert any(m["Subject"].startswith("New referral") for m in jrs_mails)
+
+    # the link in the mail is referrals' signed link: it opens the partner's page of this referral
+    link = cire_hook[0].payload["data"]["referral_link"]
+    assert link in text and link.startswith(referrals_url)
+    page = httpx.get(link, timeout=10)
+    assert page.status_code == 200 and to_cire in page.text
 
     assert_nothing_leaks(messages_of(smtp_sink, hooks),
-                         allowed_person={"onthaal@partner-nl.example": {person_ref}, "/org-nl": {person_ref}},
+                         allowed_person={"onthaal@cire.example": {person_ref}, "/cire": {person_ref}},
                          people={person_ref}, place_refs={stay["place_ref"]})
+
+
+def referrals_knows_consent(referrals_url: str, person_ref: str) -> bool:
+    response = httpx.get(f"{referrals_url}/api/people/{person_ref}", headers=staff_headers(), timeout=5)
+    return response.status_code == 200 and bool(response.json().get("consents"))
+
+
+def make_referral(referrals_url: str, person_ref: str, partner_ref: str, category: str, *, share: bool) -> str:
+    response = httpx.post(f"{referrals_url}/api/referrals", headers=staff_headers(), timeout=10, json={
+        "person_ref": person_ref, "partner_ref": partner_ref, "category": category, "share_personal_data": share})
+    assert response.status_code == 201, response.text
+    return response.json()["referral_ref"]
 
 
 def handled(stack, envelope: Envelope) -> bool:
