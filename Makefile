@@ -72,3 +72,14 @@ restore: install
 # prints a table and writes var/bench/bench-<time>.json and .png (BENCH_ARGS passes more options).
 bench: install
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(POSTGRES_URL),--postgres-url $(POSTGRES_URL)) $(BENCH_ARGS)
+
+# Fault-injection suite (issue 8): its own Redis (AOF) behind a TCP proxy, the four services as
+# processes, a workload under kills, stops, Redis restarts, network cuts and bad entries; prints
+# the counts of lost, duplicated and unexpected effects and the time to converge.
+# make chaos OPS=20000 SEED=7 [DURATION=seconds] [STORE=postgres POSTGRES_URL=postgresql://...]
+OPS  ?= 2000
+SEED ?= 1
+STORE ?= sqlite
+chaos: install
+	$(BIN)/python -m chaos --seed $(SEED) --ops $(OPS) --store $(STORE) \
+	  $(if $(DURATION),--duration $(DURATION)) $(if $(POSTGRES_URL),--postgres-url $(POSTGRES_URL)) $(CHAOS_ARGS)

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cuts", type=int, dest="network_cuts")
     parser.add_argument("--delays", type=int, dest="network_delays")
     parser.add_argument("--poison", type=int, dest="poison_events")
-    parser.add_argument("--fault-point-chance", type=float)
+    parser.add_argument("--point-kills", type=int, dest="point_kills_per_service",
+                        help="of each service's kills, how many arm the restarted process with a fault point")
     parser.add_argument("--store", choices=["sqlite", "postgres"], default=os.environ.get("CHAOS_STORE", "sqlite"))
     parser.add_argument("--postgres-url", default=os.environ.get("REFUGE_TEST_POSTGRES_URL"))
     parser.add_argument("--workdir", type=Path, help="keep logs, stores and Redis data here")

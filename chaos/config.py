@@ -26,14 +26,19 @@ class ChaosConfig:
     duplicate_bursts: int = 4  # copies of real entries re-published (some several times)
     reorder_bursts: int = 3  # real entries re-published newest first, old ones long after
     bad_entry_rounds: int = 1  # garbage, non-envelope, invalid payload, unknown type: on every stream
+    bad_kinds: tuple[str, ...] = ("garbage", "not_json", "not_an_envelope", "invalid_payload", "unknown_type")
     poison_events: int = 2
-    # Chance per commit that a restarted process kills itself at one of the messaging fault points.
-    fault_point_chance: float = 0.01
-    fault_point_share: float = 0.6  # share of restarted processes that carry such a fault point
+    # Of each service's kills, this many restart the process armed with a messaging fault point
+    # (REFUGE_FAULTS), so that it then kills itself at one of its next commits exactly there:
+    # between commit and publish, between publish and marking published, between commit and ack.
+    point_kills_per_service: int = 2
+    armed_chance: float = 1.0  # chance per commit that an armed process dies at its point: at its first
+    handler_raise_share: float = 0.3  # share of restarted processes whose handlers raise now and then
+    handler_raise_chance: float = 0.02  # per event; a real event would need max_deliveries in a row
 
     # Messaging settings handed to every service.
     reclaim_idle_ms: int = 1500
-    max_deliveries: int = 3
+    max_deliveries: int = 5  # the services' default; a real event never fails this often in a row here
 
     converge_limit: float = 60.0  # seconds; the run fails past this
     converge_timeout: float = 120.0  # how long we keep waiting to measure a slow convergence
@@ -56,6 +61,7 @@ class ChaosConfig:
         values = dict(
             ops=ops,
             kills_per_service=5 * factor,
+            point_kills_per_service=2 * factor,
             stops_per_service=1 * factor,
             redis_restarts=2 * factor,
             network_cuts=2 * factor,

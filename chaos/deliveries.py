@@ -91,7 +91,9 @@ def envelope(event_type: str, producer: str, payload: dict) -> dict:
 
 
 class EventInjector:
-    def __init__(self, redis_url: str, namespace: str, rng: random.Random, *, max_deliveries: int):
+    def __init__(self, redis_url: str, namespace: str, rng: random.Random, *, max_deliveries: int,
+                 bad_kinds: tuple[str, ...] = tuple(BAD_KINDS)):
+        self.bad_kinds = bad_kinds
         self.client = direct_client(redis_url)
         self.namespace = namespace
         self.rng = rng
@@ -164,6 +166,8 @@ class EventInjector:
         for producer in PRODUCERS:
             group_set = readers(producer)
             for kind, rule in BAD_KINDS.items():
+                if kind not in self.bad_kinds:
+                    continue
                 event_id, event_type = "", ""
                 if kind == "garbage":
                     entry_id = await self.client.xadd(self.stream(producer), {"garbage": f"chaos {self.rng.random()}"})

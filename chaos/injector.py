@@ -1,8 +1,9 @@
 """Faults during the workload, each scheduled at a random moment of the fault window and ending by itself.
 
-* SIGKILL of each service process at random moments; restarted processes may also carry a
-  messaging fault point (REFUGE_FAULTS), so some die exactly between commit and publish, between
-  publish and marking published, or between commit and ack, and some handlers raise now and then;
+* SIGKILL of each service process at random moments; some kills restart the process armed with a
+  messaging fault point (REFUGE_FAULTS), so that it then dies exactly between commit and publish,
+  between publish and marking published, between commit and ack (or, for notify, between handing
+  a mail over and recording it); some restarted processes have handlers that raise now and then;
 * SIGSTOP longer than the reclaim idle time, then SIGCONT;
 * restarts of the suite's own Redis (AOF, graceful stop, same port);
 * network cuts and delays between the services and Redis, in the suite's own TCP proxy;
@@ -48,6 +49,7 @@ class Instance:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     incarnation: int = 0
     fault_point: str = ""  # the point this incarnation may kill itself at, if any
+    armed: str = ""  # the point the next incarnation will carry
     killing: bool = False  # we are killing it: its death is ours, not a fault point's
 
 
@@ -93,16 +95,13 @@ class Cluster:
 
     def _fault_spec(self, inst: Instance) -> str:
         spec = [f"poison={POISON_MARKER}"]  # poison is always on: its entries stay until dead-lettered
-        inst.fault_point = ""
-        if self.faults_on and self.rng.random() < self.config.fault_point_share:
-            points = KILL_POINTS + (NOTIFY_POINTS if inst.service == "notify" else ()) + ("handler",)
-            point = self.rng.choice(points)
-            if point == "handler":
-                # rare enough that a real event never fails max_deliveries times in a row
-                spec.append(f"handler=raise@{min(0.02, self.config.fault_point_chance * 2)}")
-            else:
-                spec.append(f"{point}=kill@{self.config.fault_point_chance}")
-                inst.fault_point = point
+        inst.fault_point, inst.armed = inst.armed, ""
+        if not self.faults_on:
+            inst.fault_point = ""
+        elif inst.fault_point:
+            spec.append(f"{inst.fault_point}=kill@{self.config.armed_chance}")
+        elif self.rng.random() < self.config.handler_raise_share:
+            spec.append(f"handler=raise@{self.config.handler_raise_chance}")
         return ",".join(spec)
 
     def launch(self, inst: Instance) -> None:
@@ -145,8 +144,9 @@ class Cluster:
 
     # --- faults ----------------------------------------------------------------------
 
-    async def kill(self, inst: Instance, downtime: float) -> None:
+    async def kill(self, inst: Instance, downtime: float, arm: str = "") -> None:
         async with inst.lock:
+            inst.armed = arm
             if inst.process.process.poll() is not None:
                 self._note_exit(inst)  # it died on its own a moment ago
             else:
@@ -219,21 +219,28 @@ def plan_faults(config: ChaosConfig, instances: list[Instance]) -> list[PlannedF
     def when() -> float:
         return rng.uniform(0.05 * window, 0.9 * window)
 
+    def spread(count: int) -> list[float]:
+        """One random moment in each of `count` equal slots: a service is not killed again before
+        it is back, and two Redis restarts never fall on the same moment."""
+        slot = window * 0.85 / max(count, 1)
+        return [0.05 * window + slot * n + rng.uniform(0, slot * 0.8) for n in range(count)]
+
     plan: list[PlannedFault] = []
     for service in config.services:
         keys = [i.key for i in instances if i.service == service]
-        for _ in range(config.kills_per_service):
-            plan.append(PlannedFault(when(), "kill", rng.choice(keys), (rng.uniform(0.0, 1.0),)))
+        points = list(KILL_POINTS + (NOTIFY_POINTS if service == "notify" else ()))
+        rng.shuffle(points)
+        moments = spread(config.kills_per_service)
+        armed = set(rng.sample(range(len(moments)), min(config.point_kills_per_service, len(moments))))
+        for n, at in enumerate(moments):
+            arm = points[n % len(points)] if n in armed else ""
+            plan.append(PlannedFault(at, "kill", rng.choice(keys), (rng.uniform(0.0, 1.0), arm)))
         for _ in range(config.stops_per_service):
             plan.append(PlannedFault(when(), "stop", rng.choice(keys), (idle * rng.uniform(1.5, 2.5),)))
-    # Spread Redis restarts and cuts over the window, so two never fall on the same moment.
-    for n in range(config.redis_restarts):
-        slot = window * 0.85 / max(config.redis_restarts, 1)
-        plan.append(PlannedFault(0.05 * window + slot * n + rng.uniform(0, slot * 0.8), "redis_restart",
-                                 args=(rng.uniform(0.5, 2.0),)))
-    for n in range(config.network_cuts):
-        slot = window * 0.85 / max(config.network_cuts, 1)
-        plan.append(PlannedFault(0.05 * window + slot * n + rng.uniform(0, slot * 0.8), "cut", args=(rng.uniform(1.0, 3.0),)))
+    for at in spread(config.redis_restarts):
+        plan.append(PlannedFault(at, "redis_restart", args=(rng.uniform(0.5, 2.0),)))
+    for at in spread(config.network_cuts):
+        plan.append(PlannedFault(at, "cut", args=(rng.uniform(1.0, 3.0),)))
     for _ in range(config.network_delays):
         plan.append(PlannedFault(when(), "delay", args=(rng.uniform(0.05, 0.3), rng.uniform(2.0, 4.0))))
     for _ in range(config.duplicate_bursts):

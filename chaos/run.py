@@ -55,7 +55,8 @@ async def _run(config: ChaosConfig, say: Callable[[str], None]) -> Report:
     instances = [Instance(name, name, stack.add(name)) for name in config.services]
     cluster = Cluster(config, redis, proxy, instances)
     direct = direct_client(redis.url)
-    events = EventInjector(redis.url, namespace, random.Random(config.seed * 31), max_deliveries=config.max_deliveries)
+    events = EventInjector(redis.url, namespace, random.Random(config.seed * 31), max_deliveries=config.max_deliveries,
+                           bad_kinds=config.bad_kinds)
     report: Report | None = None
     try:
         for inst in instances:
@@ -78,10 +79,11 @@ async def _run(config: ChaosConfig, say: Callable[[str], None]) -> Report:
         await cluster.heal()
         faults_ended = time.monotonic()
         ledger = await ledger_task
+        drain_from = time.monotonic()
         say(f"chaos: faults over after {faults_ended - started:.0f}s, workload done after "
             f"{workload.finished - workload.started:.0f}s; draining")
 
-        converged_at, backlog = await _converge(config, direct, namespace, urls, databases, faults_ended)
+        converged_at, backlog, settled = await _converge(config, direct, namespace, urls, databases, drain_from)
         cluster.stop_supervising()
         await supervisor
 
@@ -116,7 +118,8 @@ async def _run(config: ChaosConfig, say: Callable[[str], None]) -> Report:
         report.pending_by_group = {k: v for k, v in backlog.items() if v}
         report.pending_never_processed = sum(backlog.values())
         report.converged = converged_at is not None
-        report.converge_seconds = None if converged_at is None else converged_at - faults_ended
+        report.converge_seconds = None if converged_at is None else converged_at - drain_from
+        report.settled_after = {k: round(v - drain_from, 1) for k, v in settled.items()}
         return report
     finally:
         cluster.stop_supervising()
@@ -133,7 +136,10 @@ async def _run(config: ChaosConfig, say: Callable[[str], None]) -> Report:
 
 
 def _service_env(config: ChaosConfig) -> dict[str, str]:
-    env = {"NOTIFY_RETRY_BASE_SECONDS": "0.2", "NOTIFY_SENDER_POLL_SECONDS": "0.5"}
+    # notify: a mail claimed by a process that was then killed is sent again after the lease, so
+    # the lease is short here, like the reclaim idle time, or the drain would wait two minutes.
+    env = {"NOTIFY_RETRY_BASE_SECONDS": "0.2", "NOTIFY_SENDER_POLL_SECONDS": "0.5",
+           "NOTIFY_SEND_LEASE_SECONDS": "5", "NOTIFY_SMTP_TIMEOUT": "3"}
     for service in config.services:
         prefix = service.upper() + "_"
         env.update({prefix + "RECLAIM_IDLE_MS": str(config.reclaim_idle_ms),
@@ -181,32 +187,38 @@ async def _drop_databases(config: ChaosConfig, databases: dict[str, str]) -> Non
 
 
 async def _converge(config: ChaosConfig, client: aioredis.Redis, namespace: str, urls: dict[str, str],
-                    databases: dict[str, str], since: float) -> tuple[float | None, dict[str, int]]:
+                    databases: dict[str, str], since: float) -> tuple[float | None, dict[str, int], dict[str, float]]:
     """Wait until every service is healthy, every outbox empty, every group read and acknowledged
-    everything and notify has no mail left to send, twice in a row with nothing written in between."""
+    everything and notify has no mail left to send, twice in a row with nothing written in between.
+    Also says when each of these last became true, to show what a slow drain waited for."""
     deadline = since + config.converge_timeout
     first_quiet: float | None = None
     quiet_lengths = None
     backlog: dict[str, int] = {}
+    settled = {name: since for name in ("healthy", "outboxes", "groups", "mails")}
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
             checked_at = time.monotonic()
+            state = dict.fromkeys(settled, False)
             try:
                 lengths = await stream_lengths(client, namespace)
-                ok = await healthy(http, urls)
-                outboxes = await outbox_backlogs(http, urls) if ok else {}
-                due = await deliveries_due(databases["notify"]) if ok else None
+                state["healthy"] = await healthy(http, urls)
+                state["outboxes"] = all(v == 0 for v in (await outbox_backlogs(http, urls)).values())
+                state["mails"] = await deliveries_due(databases["notify"]) == 0
                 backlog = await group_backlog(client, namespace)
-                quiet = (ok and all(v == 0 for v in outboxes.values()) and due == 0
-                         and not any(backlog.values()) and lengths == await stream_lengths(client, namespace))
+                state["groups"] = not any(backlog.values())
+                quiet = all(state.values()) and lengths == await stream_lengths(client, namespace)
             except Exception:
                 quiet = False
+            for name, ok in state.items():
+                if not ok:
+                    settled[name] = time.monotonic()
             if quiet and first_quiet is not None and lengths == quiet_lengths:
-                return first_quiet, backlog
+                return first_quiet, backlog, settled
             first_quiet, quiet_lengths = (checked_at, lengths) if quiet else (None, None)
             await asyncio.sleep(0.5)
     try:
         backlog = await group_backlog(client, namespace)
     except Exception:
         pass
-    return None, backlog
+    return None, backlog, settled

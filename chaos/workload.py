@@ -87,19 +87,32 @@ def classify(response: httpx.Response | None, error: Exception | None) -> tuple[
     if error is None:
         assert response is not None
         return (ACCEPTED if 200 <= response.status_code < 300 else REFUSED), str(response.status_code)
-    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+    if isinstance(error, NOT_SENT):
         return REFUSED, type(error).__name__
     return UNKNOWN, type(error).__name__
 
 
-async def call(ctx: WorkloadContext, method: str, url: str, **kwargs) -> tuple[str, str, httpx.Response | None]:
-    try:
-        response = await ctx.client.request(method, url, headers=ctx.headers, **kwargs)
-    except httpx.HTTPError as exc:
-        status, detail = classify(None, exc)
-        return status, detail, None
-    status, detail = classify(response, None)
-    return status, detail, response
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+async def call(ctx: WorkloadContext, method: str, url: str, *, retry_for: float = 60.0,
+               **kwargs) -> tuple[str, str, httpx.Response | None]:
+    """One HTTP call as staff would make it: while the service does not take the connection
+    (restarting), try again; nothing was sent, so a retry cannot do the work twice."""
+    give_up = time.monotonic() + retry_for
+    while True:
+        try:
+            response = await ctx.client.request(method, url, headers=ctx.headers, **kwargs)
+        except NOT_SENT as exc:
+            if time.monotonic() < give_up:
+                await asyncio.sleep(0.25)
+                continue
+            return REFUSED, type(exc).__name__, None
+        except httpx.HTTPError as exc:
+            status, detail = classify(None, exc)
+            return status, detail, None
+        status, detail = classify(response, None)
+        return status, detail, response
 
 
 class OperationKind:
@@ -211,5 +224,3 @@ class Workload:
             await kind.perform(ctx, op, rng)
             op.seconds = time.monotonic() - began
             self.ledger.add(op)
-            if op.status == REFUSED and op.detail.endswith("ConnectError"):
-                await asyncio.sleep(0.2)  # intake is restarting: do not spin
