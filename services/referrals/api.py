@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -255,7 +256,7 @@ def build_router(runtime: ServiceRuntime, referrals: Referrals, links: PartnerLi
                              "replace=true also removes organisations missing from the file.")
     async def import_json(body: list | dict = Body(...), replace: bool = False) -> dict:
         try:
-            orgs = directory.import_json(body)
+            orgs = await asyncio.to_thread(directory.import_json, body)  # validation is CPU work
         except directory.InvalidDirectory as exc:
             raise HTTPException(422, [{"field": e.split(":", 1)[0], "reason": e.split(":", 1)[-1].strip(),
                                        "type": "hsds"} for e in exc.errors[:50]]) from None
@@ -268,7 +269,7 @@ def build_router(runtime: ServiceRuntime, referrals: Referrals, links: PartnerLi
         if len(body) > 20 * 1024 * 1024:
             raise unprocessable("body", "archive larger than 20 MB")
         try:
-            orgs = directory.import_csv_zip(body)
+            orgs = await asyncio.to_thread(directory.import_csv_zip, body)
         except directory.InvalidDirectory as exc:
             raise HTTPException(422, [{"field": e.split(":", 1)[0], "reason": e.split(":", 1)[-1].strip(),
                                        "type": "hsds"} for e in exc.errors[:50]]) from None
