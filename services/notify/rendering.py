@@ -44,13 +44,17 @@ CATALOGUE: dict[str, TemplateInfo] = {t.name: t for t in (
         "starts_on": "2026-02-02", "planned_end": "2026-05-02"}),
     TemplateInfo("person_waitlisted", "staff", "PersonWaitlisted", {
         "person_ref": _STAY["person_ref"], "request_ref": "R-0a1b2c3d4e5f", "place_kind": "cadal", "position": 3}),
-    TemplateInfo("stay_ending", "staff", "StayEnding", {**_STAY, "planned_end": "2026-05-02", "days_before": 14}),
+    TemplateInfo("stay_ending", "staff", "StayEnding", {**_STAY, "planned_end": "2026-05-02", "days_before": 14,
+                                                         "days_left": 13}),
     TemplateInfo("person_discharged", "staff", "PersonDischarged", {
         **_STAY, "place_ref": "PL-007", "destination": "own_housing", "planned": True, "safe": True}),
     TemplateInfo("place_freed", "staff", "PlaceFreed", {"place_ref": "PL-007", "place_kind": "emergency"}),
+    TemplateInfo("place_offered", "staff", "PlaceOffered", {
+        "offer_ref": "O-0a1b2c3d4e5f", "person_ref": _STAY["person_ref"], "place_ref": "PL-007",
+        "place_kind": "emergency"}),
     TemplateInfo("request_assessed", "staff", "RequestAssessed", {
         "request_ref": "R-0a1b2c3d4e5f", "person_ref": _STAY["person_ref"], "decision": "refer", "track": "minor",
-        "overridden": False}),
+        "overridden": False, "follow_up_on": "2026-02-09"}),
     TemplateInfo("referral_status_changed", "staff", "ReferralStatusChanged", {
         "referral_ref": "RF-0a1b2c3d4e5f", "person_ref": _STAY["person_ref"], "partner_ref": "ORG-sample",
         "status": "declined", "previous_status": "pending", "reason_code": "no_capacity"}),

@@ -19,6 +19,8 @@ DEFAULT_RULES: list[dict] = [
          channel="email", template="person_discharged", timing="quiet_hours"),
     dict(name="freed-place-to-housing", event_type="PlaceFreed", audience="housing_staff",
          channel="email", template="place_freed", timing="quiet_hours"),
+    dict(name="offered-place-to-housing", event_type="PlaceOffered", audience="housing_staff",
+         channel="email", template="place_offered", timing="quiet_hours"),
     dict(name="freed-place-to-subscribed-partners", event_type="PlaceFreed", audience="subscribed_partners",
          channel="all", template="partner_place_freed", timing="immediate"),
     dict(name="minor-follow-up-to-coordinator", event_type="RequestAssessed", audience="social_coordinator",

@@ -94,4 +94,4 @@ def test_invalid_rules_name_the_field_and_the_reason():
     no_partner = dict(base, event_type="StayEnding", template="partner_place_freed")
     assert [f for f, _ in rule_problems(no_partner, renderer)] == ["template", "audience"]
     wrong_fields = dict(staff, channel="email", event_type="StayExtended", template="stay_ending")
-    assert rule_problems(wrong_fields, renderer) == [("template", "uses days_before, which StayExtended does not carry")]
+    assert rule_problems(wrong_fields, renderer) == [("template", "uses days_before, days_left, which StayExtended does not carry")]
