@@ -107,6 +107,9 @@ class Stack:
             "INTAKE_HOUSING_URL": f"http://127.0.0.1:{self.ports.get('housing', 8002)}",
             "INTAKE_REFERRALS_URL": f"http://127.0.0.1:{self.ports.get('referrals', 8003)}",
             "INTAKE_NOTIFY_URL": f"http://127.0.0.1:{self.ports.get('notify', 8004)}",
+            # Notify fetches each referral's signed partner link; partners open it on referrals.
+            "NOTIFY_REFERRALS_URL": f"http://127.0.0.1:{self.ports.get('referrals', 8003)}",
+            "REFERRALS_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports.get('referrals', 8003)}",
             "PYTHONUNBUFFERED": "1",
         })
         if consumer:

@@ -25,7 +25,7 @@ def test_a_request_ends_in_an_admission_and_an_email_and_no_personal_data_on_the
     mails = smtp_sink.mailbox.wait_for(lambda m: person_ref in m["Subject"])
     assert len(mails) == 1, stack.logs()
     assert mails[0]["To"] == "coordination@refuge.example"
-    body = mails[0].get_content()
+    body = mails[0].get_body(preferencelist=("plain",)).get_content()
     assert stay["stay_ref"] in body
 
     followed = wait_for(lambda: [f for f in httpx.get(f"{stack.url('referrals')}/api/followed", headers=staff_headers()).json()
