@@ -82,10 +82,14 @@ class Progress:
 
     @property
     def per_second(self) -> float | None:
-        """Events per second from the first delivery to the last acknowledgement."""
-        if self.done is None or self.first_delivery is None:
+        """Events per second from the first delivery to the last acknowledgement (or, when the
+        time ran out first, to the last sample)."""
+        if self.first_delivery is None or not self.samples:
             return None
-        return self.total / max(self.done - self.first_delivery, 1e-6)
+        if self.done is not None:
+            return self.total / max(self.done - self.first_delivery, 1e-6)
+        last_time, acknowledged = self.samples[-1]
+        return acknowledged / max(last_time - self.first_delivery, 1e-6)
 
 
 async def follow_group(redis_url: str, stream: str, group: str, entry_ids: list[str], *, started: float,

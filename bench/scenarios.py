@@ -163,7 +163,7 @@ async def handler_throughput(lab: Lab, sizes: Sizes, baseline_per_s: float | Non
     results = {}
     for service in ("housing", "referrals", "notify", "intake"):
         figures = await drain(lab, service, sizes.handler_events, label=f"handler-{service}", stopped_first=False,
-                              timeout=max(300.0, sizes.handler_events / 50))
+                              timeout=sizes.handler_timeout)
         figures["ratio_to_baseline"] = ratio(figures["per_s"], baseline_per_s)
         results[service] = figures
     return results
@@ -216,10 +216,9 @@ async def closed_loop(url: str, headers: dict[str, str], sizes: Sizes) -> tuple[
     measure_from = time.monotonic() + sizes.api_warmup_seconds
     stop_at = measure_from + sizes.api_seconds
     latencies: list[float] = []
-    failures = 0
+    failures: dict[str, int] = {}  # HTTP status (0: no answer) -> count
 
     async def worker() -> None:
-        nonlocal failures
         while (started := time.monotonic()) < stop_at:
             try:
                 status, _ = await client.post()
@@ -230,12 +229,12 @@ async def closed_loop(url: str, headers: dict[str, str], sizes: Sizes) -> tuple[
                 if status == 201:
                     latencies.append(ended - started)
                 else:
-                    failures += 1
+                    failures[str(status)] = failures.get(str(status), 0) + 1
 
     await asyncio.gather(*(worker() for _ in range(sizes.api_concurrency)))
     client.close()
-    return {"requests_per_s": len(latencies) / sizes.api_seconds, "failures": failures,
-            "latency": latency_summary(latencies)}, latencies
+    return {"requests_per_s": len(latencies) / sizes.api_seconds, "failures": sum(failures.values()),
+            "failures_by_status": failures, "latency": latency_summary(latencies)}, latencies
 
 
 async def intake_api(lab: Lab, sizes: Sizes) -> tuple[dict, dict]:
@@ -289,14 +288,13 @@ async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: floa
     total = int(rate * seconds)
     scheduled: dict[str, float] = {}  # person_ref -> when the request was due
     answers: list[float] = []
-    failures = 0
+    failures: dict[str, int] = {}  # HTTP status (0: no answer) -> count
     late = 0.0
     sent = 0
     backlog: list[tuple[float, int]] = []  # (seconds into the window, requests sent but not yet mailed)
     start = time.monotonic() + 0.2
 
     async def one(due: float) -> None:
-        nonlocal failures
         try:
             status, body = await client.post()
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
@@ -305,7 +303,7 @@ async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: floa
             scheduled[orjson.loads(body)["person_ref"]] = due
             answers.append(time.monotonic() - due)
         else:
-            failures += 1
+            failures[str(status)] = failures.get(str(status), 0) + 1
 
     def mailed() -> int:
         arrivals = lab.mail.poll()
@@ -320,7 +318,7 @@ async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: floa
     tasks = []
     overloaded = False
     for i in range(total):
-        if sent - len(scheduled) - failures > MAX_UNANSWERED:
+        if sent - len(scheduled) - sum(failures.values()) > MAX_UNANSWERED:
             overloaded = True
             break
         due = start + i / rate
@@ -346,7 +344,8 @@ async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: floa
         "seconds": seconds,
         "requests": sent,
         "stopped_early_overloaded": overloaded,
-        "failures": failures,
+        "failures": sum(failures.values()),
+        "failures_by_status": failures,
         "mails": len(latencies),
         "missing_mails": len(scheduled) - len(latencies),
         "latency": latency_summary(latencies),
@@ -397,7 +396,10 @@ async def whole_stack(lab: Lab, sizes: Sizes, hop: dict | None, bare: dict | Non
             for name in SERVICES
         },
         "bare_rss_mb": {"idle": bare.get("rss_mb_idle"), "after_load": bare.get("rss_mb_after_load")},
-        "inventory": "the default seed (services/housing/seed/places.json): after its emergency places are taken, "
-                     "requests go to the waiting list",
     }
-    return {"rates": rates}, footprint, samples
+    end_to_end = {
+        "rates": rates,
+        "inventory": "the default seed (services/housing/seed/places.json), as `make run` starts: once its "
+                     "emergency places are taken, requests go to the waiting list",
+    }
+    return end_to_end, footprint, samples

