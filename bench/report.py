@@ -94,7 +94,7 @@ def table_rows(scenarios: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("end-to-end", f"{rate}/s p50 / p95 / p99 / max, ms",
                      " / ".join(_fmt(lat.get(p), 1) for p in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
                      f"p99 {_x(lat.get('p99_ms_ratio_to_hop'))} hop"))
-        rows.append(("end-to-end", f"{rate}/s backlog growth /s, missing mails, failed requests",
+        rows.append(("end-to-end", f"{rate}/s backlog growth/s, missing mails, failures",
                      f"{_fmt(r.get('backlog_growth_per_s'), 1)}, {r.get('missing_mails')}, {r.get('failures')}", ""))
     api = scenarios.get("intake_api", {})
     if "error" not in api and api:
