@@ -76,8 +76,10 @@ class Report:
             f"chaos run  seed={self.seed}  ops={self.ops}  fault window={self.window_seconds:.0f}s  "
             f"workload={self.workload_seconds:.0f}s",
             f"operations   attempted={o['attempted']} accepted={o['accepted']} refused={o['refused']} "
-            f"unknown={o['unknown']} (recorded {o['unknown_recorded']}, not recorded {o['unknown_not_recorded']})",
-            f"faults       kills={f['kills_by_service']} (at fault points: {f['fault_point_kills']})",
+            f"unknown={o['unknown']} (recorded {o['unknown_recorded']}, not recorded {o['unknown_not_recorded']}) "
+            f"skipped={o['skipped']}",
+            f"by kind      {self.operations_by_kind}",
+            f"faults       kills={f['kills_by_service']} (at fault points: {f['fault_point_kills']} of armed {f['armed']})",
             f"             sigstops={f['stops']} crashes={f['crashes']} redis_restarts={f['redis_restarts']} "
             f"network_cuts={f['network_cuts']} network_delays={f['network_delays']}",
             f"injected     {self.injected}",
@@ -108,14 +110,10 @@ class Report:
 
 
 def resolve_unknown(ledger: Ledger, obs: Observation) -> None:
-    """A request sent but never answered counts as done if intake's store holds it, else as not done."""
+    """An operation sent but never answered counts as done if a store holds its marker, else as not done."""
     for op in ledger.operations:
         if op.status == UNKNOWN:
-            found = obs.case_files.get(op.marker)
-            if found and found.get("decision"):
-                op.resolved, op.refs = "recorded", dict(found)
-            else:
-                op.resolved = "not recorded"
+            KIND_BY_NAME[op.kind].resolve(op, obs.recorded)
 
 
 def expected_effects(ledger: Ledger) -> Counter:

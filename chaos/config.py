@@ -32,6 +32,7 @@ class ChaosConfig:
     # (REFUGE_FAULTS), so that it then kills itself at one of its next commits exactly there:
     # between commit and publish, between publish and marking published, between commit and ack.
     point_kills_per_service: int = 2
+    armed_grace: float = 10.0  # seconds an armed process gets to reach its point before the next kill
     armed_chance: float = 1.0  # chance per commit that an armed process dies at its point: at its first
     handler_raise_share: float = 0.3  # share of restarted processes whose handlers raise now and then
     handler_raise_chance: float = 0.02  # per event; a real event would need max_deliveries in a row

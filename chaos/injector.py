@@ -57,6 +57,7 @@ class Instance:
 class FaultLog:
     kills: Counter = field(default_factory=Counter)  # service -> SIGKILLs we sent
     fault_point_kills: Counter = field(default_factory=Counter)  # "service:point" -> processes that killed themselves there
+    armed: Counter = field(default_factory=Counter)  # "service:point" -> processes started armed with that point
     crashes: Counter = field(default_factory=Counter)  # service -> exits we did not cause (other than fault points)
     stops: Counter = field(default_factory=Counter)
     restarts: Counter = field(default_factory=Counter)
@@ -100,6 +101,7 @@ class Cluster:
             inst.fault_point = ""
         elif inst.fault_point:
             spec.append(f"{inst.fault_point}=kill@{self.config.armed_chance}")
+            self.log.armed[f"{inst.service}:{inst.fault_point}"] += 1
         elif self.rng.random() < self.config.handler_raise_share:
             spec.append(f"handler=raise@{self.config.handler_raise_chance}")
         return ",".join(spec)
@@ -146,6 +148,11 @@ class Cluster:
 
     async def kill(self, inst: Instance, downtime: float, arm: str = "") -> None:
         async with inst.lock:
+            if inst.fault_point:
+                # An armed process: give it the time to reach its fault point before we kill it.
+                give_up = time.monotonic() + self.config.armed_grace
+                while inst.process.process.poll() is None and time.monotonic() < give_up:
+                    await asyncio.sleep(0.1)
             inst.armed = arm
             if inst.process.process.poll() is not None:
                 self._note_exit(inst)  # it died on its own a moment ago

@@ -15,7 +15,7 @@ import httpx
 import redis.asyncio as aioredis
 from sqlmodel import col, select
 
-from services.housing.store import Stay, WaitlistEntry
+from services.housing.store import Stay, StayExtension, WaitlistEntry
 from services.intake.store import AssessmentRecord, CaseFile, HelpRequest, TimelineEntry
 from services.notify.store import Delivery
 from services.referrals.store import FollowedPerson, Referral
@@ -33,7 +33,7 @@ def family_of(event_type: str) -> str:
 @dataclass
 class Observation:
     effects: Counter = field(default_factory=Counter)
-    case_files: dict[str, dict] = field(default_factory=dict)  # marker -> refs, for unknown operations
+    recorded: dict[str, dict] = field(default_factory=dict)  # marker -> refs: what stores hold of each operation
     repeated_causes: Counter = field(default_factory=Counter)  # "where" -> rows recording a cause already recorded
     mails_received: int = 0  # messages the SMTP sink accepted, resends included
     mail_resends: int = 0  # copies of a Message-ID already received (a resend, not a duplicate)
@@ -65,7 +65,7 @@ async def observe_stores(urls: dict[str, str], obs: Observation) -> None:
         e[("intake", "case_file", name)] += 1
         request_ref = request_of.get(person)
         decision, kind = assessment_of.get(request_ref, (None, None))
-        obs.case_files[name] = {"person_ref": person, "request_ref": request_ref, "decision": decision, "place_kind": kind}
+        obs.recorded[name] = {"person_ref": person, "request_ref": request_ref, "decision": decision, "place_kind": kind}
     seen: set[str] = set()
     for person, event_type, event_id in await _rows(
             urls["intake"], select(TimelineEntry.person_ref, TimelineEntry.event_type, TimelineEntry.event_id)):
@@ -74,8 +74,17 @@ async def observe_stores(urls: dict[str, str], obs: Observation) -> None:
             obs.repeated_causes["intake.timeline"] += 1
         seen.add(event_id)
 
-    for person in await _rows(urls["housing"], select(Stay.person_ref)):
+    stays = await _rows(urls["housing"], select(Stay.id, Stay.stay_ref, Stay.person_ref, Stay.follow_up))
+    stay_by_id = {sid: (ref, person) for sid, ref, person, _f in stays}
+    for _sid, ref, person, follow_up in stays:
         e[("housing", "placement", person)] += 1
+        if follow_up:  # discharged: the workload writes its marker in the follow-up plan
+            e[("housing", "discharge", follow_up)] += 1
+            obs.recorded[follow_up] = {"stay_ref": ref, "person_ref": person}
+    for stay_id, reason in await _rows(urls["housing"], select(StayExtension.stay_id, StayExtension.reason)):
+        e[("housing", "extension", reason)] += 1
+        ref, person = stay_by_id.get(stay_id, ("?", "?"))
+        obs.recorded[reason] = {"stay_ref": ref, "person_ref": person}
     for person in await _rows(urls["housing"], select(WaitlistEntry.person_ref)):
         e[("housing", "placement", person)] += 1
 

@@ -102,7 +102,7 @@ async def _run(config: ChaosConfig, say: Callable[[str], None]) -> Report:
             workload_seconds=workload.finished - workload.started,
             operations=ledger.counts(), operations_by_kind=ledger.by_kind(),
             faults={"kills_by_service": log.kills_by_service(), "kills_sent": dict(log.kills),
-                    "fault_point_kills": dict(log.fault_point_kills), "stops": dict(log.stops),
+                    "fault_point_kills": dict(log.fault_point_kills), "armed": dict(log.armed), "stops": dict(log.stops),
                     "crashes": dict(log.crashes), "restarts": dict(log.restarts),
                     "redis_restarts": log.redis_restarts, "network_cuts": log.network_cuts,
                     "network_delays": log.network_delays, "duplicate_bursts": log.duplicate_bursts,

@@ -19,6 +19,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import httpx
 
@@ -27,6 +28,7 @@ from shared.auth import DEV_SECRET, Role, TokenSigner
 Effect = tuple[str, ...]
 
 ACCEPTED, REFUSED, UNKNOWN = "accepted", "refused", "unknown"
+SKIPPED = "skipped"  # nothing to do it on yet (e.g. no open stay): no call was made
 
 
 @dataclass
@@ -44,9 +46,12 @@ class Operation:
 @dataclass
 class Ledger:
     operations: list[Operation] = field(default_factory=list)
+    people: set[str] = field(default_factory=set)  # people the workload brought in
 
     def add(self, op: Operation) -> None:
         self.operations.append(op)
+        if op.status == ACCEPTED and op.kind == "request":
+            self.people.add(op.refs["person_ref"])
 
     def accepted(self, kind: str | None = None) -> list[Operation]:
         return [o for o in self.operations if o.status == ACCEPTED and (kind is None or o.kind == kind)]
@@ -54,6 +59,7 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         c = Counter(o.status for o in self.operations)
         return {"attempted": len(self.operations), ACCEPTED: c[ACCEPTED], REFUSED: c[REFUSED], UNKNOWN: c[UNKNOWN],
+                SKIPPED: c[SKIPPED],
                 "unknown_recorded": sum(1 for o in self.operations if o.resolved == "recorded"),
                 "unknown_not_recorded": sum(1 for o in self.operations if o.resolved == "not recorded")}
 
@@ -131,6 +137,17 @@ class OperationKind:
         """Effects of an accepted operation (or of an unknown one the checker found recorded)."""
         raise NotImplementedError
 
+    def resolve(self, op: Operation, recorded: dict[str, dict]) -> None:
+        """An unknown operation: done if a store holds its marker (`recorded`: marker -> refs)."""
+        found = recorded.get(op.marker)
+        if found and all(found.get(k) for k in self.resolved_needs):
+            op.resolved = "recorded"
+            op.refs.update(found)
+        else:
+            op.resolved = "not recorded"
+
+    resolved_needs: tuple[str, ...] = ()
+
 
 # Who asks for help, as the staff member types it in; decisions follow intake's published rules.
 PROFILES = (
@@ -150,6 +167,7 @@ class RecordRequest(OperationKind):
 
     name = "request"
     weight = 1.0
+    resolved_needs = ("person_ref", "decision")
 
     async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
         profile = rng.choices(PROFILES, weights=[p[1] for p in PROFILES])[0]
@@ -180,7 +198,78 @@ class RecordRequest(OperationKind):
         return effects
 
 
-KINDS: tuple[OperationKind, ...] = (RecordRequest(),)
+async def open_stay_of_ours(ctx: WorkloadContext, rng: random.Random) -> dict | None:
+    """One open stay of someone the workload brought in, as housing lists them now."""
+    status, _detail, response = await call(ctx, "GET", f"{ctx.urls['housing']}/api/stays")
+    if status != ACCEPTED or response is None:
+        return None
+    ours = [s for s in response.json() if s["person_ref"] in ctx.ledger.people]
+    return rng.choice(ours) if ours else None
+
+
+class ExtendStay(OperationKind):
+    """POST /api/stays/{ref}/extend at housing, the reason carrying the operation's marker."""
+
+    name = "extend_stay"
+    weight = 0.05
+    resolved_needs = ("stay_ref",)
+    families = {("housing", "extension"), ("intake", "timeline", "StayExtended")}
+
+    def ready(self, ledger: Ledger) -> bool:
+        return bool(ledger.people)
+
+    async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
+        stay = await open_stay_of_ours(ctx, rng)
+        if stay is None:
+            op.status = SKIPPED
+            return
+        op.refs = {"stay_ref": stay["stay_ref"], "person_ref": stay["person_ref"]}
+        new_end = date.fromisoformat(stay["planned_end"]) + timedelta(days=rng.randint(7, 60))
+        body = {"new_end": new_end.isoformat(), "reason": op.marker, "approver": "chaos coordinator"}
+        op.status, op.detail, _ = await call(ctx, "POST", f"{ctx.urls['housing']}/api/stays/{stay['stay_ref']}/extend",
+                                             json=body)
+
+    def expected(self, op: Operation) -> Counter:
+        return Counter({("housing", "extension", op.marker): 1,
+                        ("intake", "timeline", op.refs["person_ref"], "StayExtended"): 1})
+
+
+class DischargeStay(OperationKind):
+    """POST /api/stays/{ref}/discharge at housing, the follow-up plan carrying the operation's marker."""
+
+    name = "discharge"
+    weight = 0.03
+    resolved_needs = ("stay_ref",)
+    families = {("housing", "discharge"), ("intake", "timeline", "PersonDischarged"),
+                ("notify", "delivery", "PersonDischarged", "social_coordinator"),
+                ("notify", "mail", "PersonDischarged", "social_coordinator")}
+
+    def ready(self, ledger: Ledger) -> bool:
+        return bool(ledger.people)
+
+    async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
+        stay = await open_stay_of_ours(ctx, rng)
+        if stay is None:
+            op.status = SKIPPED
+            return
+        op.refs = {"stay_ref": stay["stay_ref"], "person_ref": stay["person_ref"]}
+        body = {"destination": rng.choice(["own_housing", "post_shelter", "family"]), "planned": True, "safe": True,
+                "follow_up": op.marker}
+        op.status, op.detail, _ = await call(ctx, "POST",
+                                             f"{ctx.urls['housing']}/api/stays/{stay['stay_ref']}/discharge", json=body)
+
+    def expected(self, op: Operation) -> Counter:
+        person = op.refs["person_ref"]
+        # the coordinator is told of the exit once; the freed place's alerts concern no person
+        return Counter({("housing", "discharge", op.marker): 1, ("intake", "timeline", person, "PersonDischarged"): 1,
+                        ("notify", "delivery", person, "PersonDischarged", "social_coordinator"): 1,
+                        ("notify", "mail", person, "PersonDischarged", "social_coordinator"): 1})
+
+
+# Operations that would come next as their APIs land: referrals' POST /api/referrals (a referral
+# made by staff: one Referral, one ReferralMade on the timeline, partner messages), and consent
+# given/withdrawn at intake (ConsentGiven/ConsentWithdrawn: one Consent in referrals and notify).
+KINDS: tuple[OperationKind, ...] = (RecordRequest(), ExtendStay(), DischargeStay())
 KIND_BY_NAME = {k.name: k for k in KINDS}
 
 
