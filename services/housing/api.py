@@ -116,11 +116,13 @@ def build_router(runtime: ServiceRuntime, housing: Housing) -> APIRouter:
         return found
 
     @router.get("/waitlist", response_model=list[WaitingOut], tags=["views"], summary="The waiting list, in order")
-    async def waitlist(place_kind: PlaceKind | None = None) -> list[WaitingOut]:
+    async def waitlist(place_kind: PlaceKind | None = None,
+                       person_ref: str | None = Query(None, max_length=32)) -> list[WaitingOut]:
         """Per kind: people holding an offer first, then the line in the order freed places are
-        offered (urgency immediate > days > weeks, then longest waiting)."""
+        offered (urgency immediate > days > weeks, then longest waiting). With `person_ref`, only
+        that person's entries (their position stays their position in the whole line)."""
         async with runtime.sessions() as session:
-            return await views.waitlist(session, kind=place_kind.value if place_kind else None)
+            return await views.waitlist(session, kind=place_kind.value if place_kind else None, person_ref=person_ref)
 
     @router.get("/offers", response_model=list[OfferOut], tags=["views"], summary="Open offers waiting for staff")
     async def offers() -> list[OfferOut]:

@@ -166,7 +166,7 @@ async def offers(session, *, open_only: bool = True, offer_ref: str | None = Non
     return [_offer_out(*row) for row in (await session.exec(query)).all()]
 
 
-async def waitlist(session, *, kind: str | None = None) -> list[WaitingOut]:
+async def waitlist(session, *, kind: str | None = None, person_ref: str | None = None) -> list[WaitingOut]:
     """Open entries by kind: people holding an offer first, then the line in the order places are offered."""
     query = select(WaitlistEntry).where(col(WaitlistEntry.left_at).is_(None))
     if kind:
@@ -183,7 +183,8 @@ async def waitlist(session, *, kind: str | None = None) -> list[WaitingOut]:
             offer = offered.get(e.entry_ref)
             if offer is None:
                 position += 1
-            result.append(_waiting_out(e, None if offer else position, offer))
+            if person_ref is None or e.person_ref == person_ref:
+                result.append(_waiting_out(e, None if offer else position, offer))
     return result
 
 

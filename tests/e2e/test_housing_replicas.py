@@ -144,18 +144,17 @@ def test_stay_ending_is_announced_once_per_threshold_when_housing_restarts_betwe
     # Down before the 14-day mark, back after it: announced once, by the first tick after start.
     restarted = restart("-2", days_left=10)
     assert wait_for(lambda: _ending(redis_url, namespace) == [(14, 10)]), stack.logs()[-3000:]
-    # Restarted again before the next threshold: nothing new, however many ticks run.
-    restart("-3", days_left=9)
-    time.sleep(1.5)
+    time.sleep(1)  # more ticks: nothing new
     assert _ending(redis_url, namespace) == [(14, 10)]
 
-    # Back after the 3-day mark as two replicas, both ticking: one announcement between them.
-    replica_a = restart("-4", days_left=2, port=restarted.port)
-    replica_b = stack.add("housing", instance="-5", consumer="housing-5", port=free_port())
+    # Down again, back after the 3-day mark as two replicas, both ticking: the 3-day notice once
+    # between them, and the 14-day one, announced before the restart, not again.
+    replica_a = restart("-3", days_left=2, port=restarted.port)
+    replica_b = stack.add("housing", instance="-4", consumer="housing-4", port=free_port())
     replica_b.env["HOUSING_CLOCK_OFFSET_DAYS"] = replica_a.env["HOUSING_CLOCK_OFFSET_DAYS"]
     replica_b.start()
     replica_b.wait_healthy()
-    assert wait_for(lambda: len(_ending(redis_url, namespace)) == 2), stack.logs()[-3000:]
+    assert wait_for(lambda: len(_ending(redis_url, namespace)) >= 2), stack.logs()[-3000:]
     time.sleep(1.5)
     assert _ending(redis_url, namespace) == [(14, 10), (3, 2)]
     detail = api(replica_b.url, f"/api/stays/{stay['stay_ref']}")

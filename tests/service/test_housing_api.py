@@ -105,6 +105,8 @@ async def test_staff_run_stays_offers_and_the_waiting_list_through_the_api(housi
     line = await until(lambda: _waiting(housing, 3))
     assert [(w["person_ref"], w["position"], w["urgency"]) for w in line] == [
         ("P-now", 1, "immediate"), ("P-days", 2, "days"), ("P-weeks", 3, "weeks")]
+    (mine,) = await get(housing, "/api/waitlist", person_ref="P-weeks")
+    assert (mine["position"], mine["place_kind"], mine["offer"]) == (3, "emergency", None)
     stays = {s["person_ref"]: s for s in await get(housing, "/api/stays")}
     assert set(stays) == {"P-1", "P-2"}
     assert stays["P-1"]["planned_end"] == "2026-04-30"  # 31 January + 3 months
