@@ -113,7 +113,7 @@ def resolve_unknown(ledger: Ledger, obs: Observation) -> None:
     """An operation sent but never answered counts as done if a store holds its marker, else as not done."""
     for op in ledger.operations:
         if op.status == UNKNOWN:
-            KIND_BY_NAME[op.kind].resolve(op, obs.recorded)
+            KIND_BY_NAME[op.kind].resolve(op, obs)
 
 
 def expected_effects(ledger: Ledger) -> Counter:

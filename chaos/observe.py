@@ -58,14 +58,15 @@ async def observe_stores(urls: dict[str, str], obs: Observation) -> None:
     case_files = await _rows(urls["intake"], select(CaseFile.name, CaseFile.person_ref))
     requests = await _rows(urls["intake"], select(HelpRequest.person_ref, HelpRequest.request_ref))
     assessments = await _rows(urls["intake"], select(AssessmentRecord.request_ref, AssessmentRecord.decision,
-                                                     AssessmentRecord.place_kind))
+                                                     AssessmentRecord.place_kind, AssessmentRecord.track))
     request_of = {p: r for p, r in requests}
-    assessment_of = {r: (d, k) for r, d, k in assessments}
+    assessment_of = {r: (d, k, t) for r, d, k, t in assessments}
     for name, person in case_files:
         e[("intake", "case_file", name)] += 1
         request_ref = request_of.get(person)
-        decision, kind = assessment_of.get(request_ref, (None, None))
-        obs.recorded[name] = {"person_ref": person, "request_ref": request_ref, "decision": decision, "place_kind": kind}
+        decision, kind, track = assessment_of.get(request_ref, (None, None, None))
+        obs.recorded[name] = {"person_ref": person, "request_ref": request_ref, "decision": decision,
+                              "place_kind": kind, "track": track}
     seen: set[str] = set()
     for person, event_type, event_id in await _rows(
             urls["intake"], select(TimelineEntry.person_ref, TimelineEntry.event_type, TimelineEntry.event_id)):

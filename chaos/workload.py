@@ -137,9 +137,9 @@ class OperationKind:
         """Effects of an accepted operation (or of an unknown one the checker found recorded)."""
         raise NotImplementedError
 
-    def resolve(self, op: Operation, recorded: dict[str, dict]) -> None:
-        """An unknown operation: done if a store holds its marker (`recorded`: marker -> refs)."""
-        found = recorded.get(op.marker)
+    def resolve(self, op: Operation, obs) -> None:
+        """An unknown operation: done if a store holds its marker (obs.recorded: marker -> refs)."""
+        found = obs.recorded.get(op.marker)
         if found and all(found.get(k) for k in self.resolved_needs):
             op.resolved = "recorded"
             op.refs.update(found)
@@ -178,14 +178,15 @@ class RecordRequest(OperationKind):
         op.status, op.detail = status, f"{profile[0]}:{detail}"
         if status == ACCEPTED and response is not None:
             data = response.json()
-            op.refs = {k: data[k] for k in ("person_ref", "request_ref", "decision", "place_kind")}
+            op.refs = {k: data[k] for k in ("person_ref", "request_ref", "decision", "place_kind", "track")}
 
     # What the issue asks for: one placement, one followed person, one coordinator mail per
     # admission or waiting-list entry, one timeline line. Other effects of a request (needs,
     # automatic referrals of minors, partner mails) are secondary: checked for repeats only.
+    # A minor is never housed: the request becomes one referral to youth services (rule 2).
     families = {("intake", "case_file"), ("referrals", "followed"), ("housing", "placement"),
                 ("intake", "timeline", "placement"), ("notify", "delivery", "placement", "social_coordinator"),
-                ("notify", "mail", "placement", "social_coordinator")}
+                ("notify", "mail", "placement", "social_coordinator"), ("referrals", "referral", "youth_services")}
 
     def expected(self, op: Operation) -> Counter:
         person = op.refs["person_ref"]
@@ -195,6 +196,9 @@ class RecordRequest(OperationKind):
             effects.update({("housing", "placement", person): 1, ("intake", "timeline", person, "placement"): 1,
                             ("notify", "delivery", person, "placement", "social_coordinator"): 1,
                             ("notify", "mail", person, "placement", "social_coordinator"): 1})
+        if op.refs.get("track") == "minor":
+            effects.update({("referrals", "referral", person, "youth_services"): 1,
+                            ("intake", "timeline", person, "ReferralMade"): 1})
         return effects
 
 
@@ -266,10 +270,55 @@ class DischargeStay(OperationKind):
                         ("notify", "mail", person, "PersonDischarged", "social_coordinator"): 1})
 
 
-# Operations that would come next as their APIs land: referrals' POST /api/referrals (a referral
-# made by staff: one Referral, one ReferralMade on the timeline, partner messages), and consent
-# given/withdrawn at intake (ConsentGiven/ConsentWithdrawn: one Consent in referrals and notify).
-KINDS: tuple[OperationKind, ...] = (RecordRequest(), ExtendStay(), DischargeStay())
+class MakeReferral(OperationKind):
+    """POST /api/referrals at referrals: staff refer someone to a partner, anonymously. Each person
+    is referred at most once per category by the workload, so (person, category) names the referral."""
+
+    name = "referral"
+    weight = 0.04
+    CATEGORIES = ("legal_aid", "psychosocial_support", "language_integration", "health")
+    families = {("referrals", "referral", c) for c in CATEGORIES} | {("intake", "timeline", "ReferralMade")}
+
+    def __init__(self) -> None:
+        self.partners: list[str] = []
+        self.taken: set[tuple[str, str]] = set()
+
+    def ready(self, ledger: Ledger) -> bool:
+        return bool(ledger.people)
+
+    async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
+        if not self.partners:
+            status, _d, response = await call(ctx, "GET", f"{ctx.urls['referrals']}/api/directory/organizations")
+            if status == ACCEPTED and response is not None:
+                self.partners = sorted(o["partner_ref"] for o in response.json())
+        people = sorted(ctx.ledger.people)
+        pair = next((p for p in ((rng.choice(people), rng.choice(self.CATEGORIES)) for _ in range(5))
+                     if p not in self.taken), None)
+        if not self.partners or pair is None:
+            op.status = SKIPPED
+            return
+        person, category = pair
+        self.taken.add(pair)
+        op.refs = {"person_ref": person, "category": category}
+        body = {"person_ref": person, "partner_ref": rng.choice(self.partners), "category": category,
+                "share_personal_data": False}
+        op.status, op.detail, response = await call(ctx, "POST", f"{ctx.urls['referrals']}/api/referrals", json=body)
+        if op.status == ACCEPTED and response is not None:
+            op.refs["referral_ref"] = response.json().get("referral_ref")
+
+    def expected(self, op: Operation) -> Counter:
+        person = op.refs["person_ref"]
+        return Counter({("referrals", "referral", person, op.refs["category"]): 1,
+                        ("intake", "timeline", person, "ReferralMade"): 1})
+
+    def resolve(self, op: Operation, obs) -> None:
+        done = obs.effects.get(("referrals", "referral", op.refs["person_ref"], op.refs["category"]), 0) > 0
+        op.resolved = "recorded" if done else "not recorded"
+
+
+# Next, as their APIs land: consent given/withdrawn at intake (ConsentGiven/ConsentWithdrawn: one
+# Consent row in referrals and in notify, one partner message on withdrawal).
+KINDS: tuple[OperationKind, ...] = (RecordRequest(), ExtendStay(), DischargeStay(), MakeReferral())
 KIND_BY_NAME = {k.name: k for k in KINDS}
 
 
