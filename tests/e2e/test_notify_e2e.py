@@ -18,7 +18,6 @@ from shared.events.codes import PlaceKind
 from shared.events.housing import PlaceFreed
 from shared.events.intake import ConsentGiven
 from shared.events.referrals import ReferralMade
-from shared.testing.redis_server import free_port
 from shared.testing.webhook_receiver import WebhookReceiver
 
 from .helpers import PERSON, open_stay, post_request, staff_headers, wait_for
@@ -95,12 +94,8 @@ JRS = "c160f871-e3cc-59a7-a06a-e1b2a605c3af"
 
 async def test_a_referral_reaches_its_partner_once_in_its_language_signed_with_a_working_link_and_nothing_leaks(
         stack_factory, smtp_sink, hooks, redis_url, namespace):
-    referrals_port = free_port()
-    referrals_url = f"http://127.0.0.1:{referrals_port}"
-    stack = stack_factory(extra_env={"NOTIFY_REFERRALS_URL": referrals_url, "REFERRALS_PUBLIC_BASE_URL": referrals_url})
-    stack.ports["referrals"] = referrals_port
-    stack.start()
-    notify = stack.url("notify")
+    stack = stack_factory().start()  # notify fetches partner links from this stack's referrals
+    notify, referrals_url = stack.url("notify"), stack.url("referrals")
     # Partners are registered in notify by referrals' partner_ref, with addresses of the test's own.
     consenting = register(notify, CIRE, email="onthaal@cire.example", webhook_url=hooks.url("/cire"), language="nl")
     hooks.endpoint("/cire", secret=consenting["webhook_secret"])
@@ -110,7 +105,7 @@ async def test_a_referral_reaches_its_partner_once_in_its_language_signed_with_a
     person_ref = post_request(stack.url("intake"))["person_ref"]
     stay = wait_for(lambda: open_stay(stack.url("housing"), person_ref))
     assert stay, stack.logs()
-    admission = smtp_sink.mailbox.wait_for(lambda m: person_ref in m["Subject"] and m["To"] == COORDINATOR)
+    admission = smtp_sink.mailbox.wait_for(lambda m: person_ref in m["Subject"] and m["To"] == COORDINATOR, timeout=40)
     assert len(admission) == 1, stack.logs()
     assert f"/people/{person_ref}" in admission[0].get_body(("plain",)).get_content()
 
@@ -128,8 +123,8 @@ async def test_a_referral_reaches_its_partner_once_in_its_language_signed_with_a
     freed["payload"].update(name=PERSON["name"], phone=PERSON["phone"], shelter_address="Rue du Canari 7")
     await publish(redis_url, namespace, freed)
 
-    cire_mail = smtp_sink.mailbox.wait_for(lambda m: m["To"] == "onthaal@cire.example")
-    cire_hook = hooks.wait_for(lambda r: r.path == "/cire")
+    cire_mail = smtp_sink.mailbox.wait_for(lambda m: m["To"] == "onthaal@cire.example", timeout=40)
+    cire_hook = hooks.wait_for(lambda r: r.path == "/cire", timeout=40)
     jrs_mails = wait_for(lambda: mails_to(smtp_sink, "desk@jrs.example", at_least=2))
     assert cire_mail and cire_hook and jrs_mails, stack.logs()
     assert wait_for(lambda: sent_count(notify, partner_ref=CIRE) == 2), stack.logs()

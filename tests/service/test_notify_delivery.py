@@ -126,7 +126,7 @@ def settings_for(database_url, redis_url, namespace, smtp_port, hooks, **overrid
     return NotifySettings(**{
         "redis_url": redis_url, "database_url": database_url, "namespace": namespace,
         "consumer_name": "notify-test", "poll_interval_ms": 50, "reclaim_idle_ms": 500, "smtp_port": smtp_port,
-        "retry_base_seconds": 0.05, "sender_poll_seconds": 0.05, "send_lease_seconds": 5,
+        "retry_base_seconds": 0.05, "sender_poll_seconds": 0.05, "send_lease_seconds": 120,
         "referrals_url": hooks.url(), "console_url": "https://console.refuge.example", **overrides,
     })
 
