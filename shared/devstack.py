@@ -21,7 +21,9 @@ def main() -> int:
     smtp_port = int(os.environ.get("REFUGE_SMTP_PORT", "8025"))
     redis = RedisServer(VAR / "redis", port=redis_port).start()
     sink = SmtpSink(smtp_port, VAR / "mail").start()
-    stack = Stack(workdir=VAR, redis_url=redis.url, smtp_port=smtp_port, ports=dict(PORTS))
+    # Demo partners get example addresses only, so every partner mail lands in the sink too.
+    demo = {"NOTIFY_SEED_PARTNERS": str(Path(__file__).resolve().parents[1] / "services/notify/seed/partners.demo.json")}
+    stack = Stack(workdir=VAR, redis_url=redis.url, smtp_port=smtp_port, ports=dict(PORTS), extra_env=demo)
     stopping = False
 
     def stop(*_):

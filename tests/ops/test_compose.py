@@ -11,6 +11,8 @@ REQUIRED = {
     "NOTIFY_REDIS_PASSWORD": "rn", "OPS_REDIS_PASSWORD": "ro", "POSTGRES_PASSWORD": "p", "INTAKE_DB_PASSWORD": "i", "HOUSING_DB_PASSWORD": "h",
     "REFERRALS_DB_PASSWORD": "f", "NOTIFY_DB_PASSWORD": "n", "PUBLIC_BASE_URL": "https://console.example",
     "MAIL_FROM": "system@refuge.example", "SOCIAL_COORDINATOR_EMAIL": "coordination@refuge.example",
+    "REFUGE_AUTH_SECRET": "s" * 40, "REFERRALS_LINK_SECRET": "l" * 40, "PARTNER_BASE_URL": "https://partners.example",
+    "HOUSING_STAFF_EMAIL": "logistics@refuge.example",
 }
 
 
@@ -28,7 +30,8 @@ def test_compose_file_is_valid_with_its_required_settings():
 
 
 def test_compose_refuses_a_missing_required_setting():
-    for missing in ("HOUSING_REDIS_PASSWORD", "HOUSING_DB_PASSWORD", "PUBLIC_BASE_URL"):
+    for missing in ("HOUSING_REDIS_PASSWORD", "HOUSING_DB_PASSWORD", "PUBLIC_BASE_URL", "REFUGE_AUTH_SECRET",
+                    "REFERRALS_LINK_SECRET"):
         env = {k: v for k, v in REQUIRED.items() if k != missing}
         result = compose(env, "config", "-q")
         assert result.returncode != 0
@@ -45,4 +48,6 @@ def test_every_service_runs_from_the_one_image_with_a_healthcheck():
         assert service["command"][-1] == name
         assert "healthcheck" in service
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert service["environment"]["REFUGE_ENVIRONMENT"] == "production"
+        assert service["environment"]["REFUGE_AUTH_SECRET"] == REQUIRED["REFUGE_AUTH_SECRET"]
     assert "--appendonly" in config["services"]["redis"]["command"]
