@@ -91,9 +91,6 @@ class Cluster:
         self.log = FaultLog()
         self._supervising = True
 
-    def of(self, service: str) -> list[Instance]:
-        return [i for i in self.instances if i.service == service]
-
     def _fault_spec(self, inst: Instance) -> str:
         spec = [f"poison={POISON_MARKER}"]  # poison is always on: its entries stay until dead-lettered
         inst.fault_point, inst.armed = inst.armed, ""
@@ -196,7 +193,7 @@ class Cluster:
         """End of the fault window: no cut, no delay, no stopped process, Redis up, no fault point left."""
         self.faults_on = False
         self.proxy.heal()
-        if self.redis.process is None:
+        if self.redis.process is None or self.redis.process.poll() is not None:
             await asyncio.to_thread(self.redis.start)
         for inst in self.instances:
             async with inst.lock:

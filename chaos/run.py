@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
@@ -46,93 +47,103 @@ async def _run(config: ChaosConfig, say: Callable[[str], None]) -> Report:
     workdir = Path(config.workdir or tempfile.mkdtemp(prefix=f"chaos-{config.seed}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     namespace = f"chaos{config.seed}x{uuid.uuid4().hex[:6]}"
-    redis = RedisServer(workdir / "redis").start()
+    reports: list[Report] = []
+
+    def remove_workdir_if_clean() -> None:
+        if reports and not reports[0].problems() and not config.keep_workdir and config.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    async with AsyncExitStack() as cleanup:
+        cleanup.callback(remove_workdir_if_clean)  # the first pushed runs last: after every stop
+        reports.append(await _run_in(config, say, workdir, namespace, cleanup))
+        return reports[0]
+
+
+async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path, namespace: str,
+                  cleanup: AsyncExitStack) -> Report:
+    """Everything started here is stopped by `cleanup`, in reverse order, whatever happens."""
+    redis = RedisServer(workdir / "redis")
+    cleanup.callback(redis.stop)
+    redis.start()
     proxy = TcpProxy(redis.port).start()
+    cleanup.callback(proxy.stop)
     sink = SmtpSink(free_port()).start()
+    cleanup.callback(sink.stop)
     databases = await _databases(config, workdir)
+    cleanup.push_async_callback(_drop_databases, config, databases)
     stack = Stack(workdir=workdir, redis_url=proxy.url, namespace=namespace, smtp_port=sink.port,
                   database_urls=databases, extra_env=_service_env(config))
     instances = [Instance(name, name, stack.add(name)) for name in config.services]
     cluster = Cluster(config, redis, proxy, instances)
+    cleanup.callback(stack.stop)
+    cleanup.callback(cluster.stop_supervising)
     direct = direct_client(redis.url)
+    cleanup.push_async_callback(direct.aclose)
     events = EventInjector(redis.url, namespace, random.Random(config.seed * 31), max_deliveries=config.max_deliveries,
                            bad_kinds=config.bad_kinds)
-    report: Report | None = None
-    try:
-        for inst in instances:
-            cluster.launch(inst)
-        await asyncio.gather(*(asyncio.to_thread(i.process.wait_healthy, 60) for i in instances))
-        urls = {i.service: i.process.url for i in instances}
-        say(f"chaos: stack up in {workdir} (namespace {namespace}); {config.ops} operations over "
-            f"~{config.window:.0f}s with faults")
+    cleanup.push_async_callback(events.close)
+    for inst in instances:
+        cluster.launch(inst)
+    await asyncio.gather(*(asyncio.to_thread(i.process.wait_healthy, 60) for i in instances))
+    urls = {i.service: i.process.url for i in instances}
+    say(f"chaos: stack up in {workdir} (namespace {namespace}); {config.ops} operations over "
+        f"~{config.window:.0f}s with faults")
 
-        supervisor = asyncio.create_task(cluster.supervise())
-        workload = Workload(seed=config.seed, ops=config.ops, rate=config.rate, concurrency=config.concurrency,
-                            urls=urls, http_timeout=config.http_timeout)
-        runner = FaultRunner(cluster, events, plan_faults(config, instances))
-        started = time.monotonic()
-        ledger_task = asyncio.create_task(workload.run())
-        await runner.run(started)
-        window_left = started + config.window - time.monotonic()
-        if window_left > 0:
-            await asyncio.sleep(window_left)
-        await cluster.heal()
-        faults_ended = time.monotonic()
-        ledger = await ledger_task
-        drain_from = time.monotonic()
-        say(f"chaos: faults over after {faults_ended - started:.0f}s, workload done after "
-            f"{workload.finished - workload.started:.0f}s; draining")
+    supervisor = asyncio.create_task(cluster.supervise())
+    workload = Workload(seed=config.seed, ops=config.ops, rate=config.rate, concurrency=config.concurrency,
+                        urls=urls, http_timeout=config.http_timeout)
+    runner = FaultRunner(cluster, events, plan_faults(config, instances))
+    started = time.monotonic()
+    ledger_task = asyncio.create_task(workload.run())
+    await runner.run(started)
+    window_left = started + config.window - time.monotonic()
+    if window_left > 0:
+        await asyncio.sleep(window_left)
+    await cluster.heal()
+    faults_ended = time.monotonic()
+    ledger = await ledger_task
+    drain_from = time.monotonic()
+    say(f"chaos: faults over after {faults_ended - started:.0f}s, workload done after "
+        f"{workload.finished - workload.started:.0f}s; draining")
 
-        converged_at, backlog, settled = await _converge(config, direct, namespace, urls, databases, drain_from)
-        cluster.stop_supervising()
-        await supervisor
+    converged_at, backlog, settled = await _converge(config, direct, namespace, urls, databases, drain_from)
+    cluster.stop_supervising()
+    await supervisor
 
-        obs = Observation()
-        obs.pending = backlog
-        await observe_stores(databases, obs)
-        with sink.mailbox.lock:
-            messages = list(sink.mailbox.messages)
-        observe_mailbox(messages, obs)
-        obs.dead_letters = await dead_letters(direct, namespace)
+    obs = Observation()
+    obs.pending = backlog
+    await observe_stores(databases, obs)
+    with sink.mailbox.lock:
+        messages = list(sink.mailbox.messages)
+    observe_mailbox(messages, obs)
+    obs.dead_letters = await dead_letters(direct, namespace)
 
-        resolve_unknown(ledger, obs)
-        log = cluster.log
-        report = Report(
-            seed=config.seed, ops=config.ops, window_seconds=config.window,
-            workload_seconds=workload.finished - workload.started,
-            operations=ledger.counts(), operations_by_kind=ledger.by_kind(),
-            faults={"kills_by_service": log.kills_by_service(), "kills_sent": dict(log.kills),
-                    "fault_point_kills": dict(log.fault_point_kills), "armed": dict(log.armed), "stops": dict(log.stops),
-                    "crashes": dict(log.crashes), "restarts": dict(log.restarts),
-                    "redis_restarts": log.redis_restarts, "network_cuts": log.network_cuts,
-                    "network_delays": log.network_delays, "duplicate_bursts": log.duplicate_bursts,
-                    "reorder_bursts": log.reorder_bursts, "bad_rounds": log.bad_rounds, "poison": log.poison},
-            injected=events.log.counts(), fault_errors=log.errors, converge_limit=config.converge_limit,
-            workdir=str(workdir),
-        )
-        compare(expected_effects(ledger), obs, ledger, report)
-        report.not_accepted = dict(Counter(op.detail for op in ledger.operations if op.status != "accepted").most_common(8))
-        check_dead_letters(events.log, obs, report, config.max_deliveries)
-        report.mails_received, report.mail_resends = obs.mails_received, obs.mail_resends
-        report.deliveries_not_sent, report.mails_missing = obs.deliveries_not_sent, obs.mails_missing
-        report.pending_by_group = {k: v for k, v in backlog.items() if v}
-        report.pending_never_processed = sum(backlog.values())
-        report.converged = converged_at is not None
-        report.converge_seconds = None if converged_at is None else converged_at - drain_from
-        report.settled_after = {k: round(v - drain_from, 1) for k, v in settled.items()}
-        return report
-    finally:
-        cluster.stop_supervising()
-        await events.close()
-        await direct.aclose()
-        stack.stop()
-        proxy.stop()
-        redis.stop()
-        sink.stop()
-        await _drop_databases(config, databases)
-        clean = report is not None and not report.problems()
-        if clean and not config.keep_workdir and config.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    resolve_unknown(ledger, obs)
+    log = cluster.log
+    report = Report(
+        seed=config.seed, ops=config.ops, window_seconds=config.window,
+        workload_seconds=workload.finished - workload.started,
+        operations=ledger.counts(), operations_by_kind=ledger.by_kind(),
+        faults={"kills_by_service": log.kills_by_service(), "kills_sent": dict(log.kills),
+                "fault_point_kills": dict(log.fault_point_kills), "armed": dict(log.armed), "stops": dict(log.stops),
+                "crashes": dict(log.crashes), "restarts": dict(log.restarts),
+                "redis_restarts": log.redis_restarts, "network_cuts": log.network_cuts,
+                "network_delays": log.network_delays, "duplicate_bursts": log.duplicate_bursts,
+                "reorder_bursts": log.reorder_bursts, "bad_rounds": log.bad_rounds, "poison": log.poison},
+        injected=events.log.counts(), fault_errors=log.errors, converge_limit=config.converge_limit,
+        workdir=str(workdir),
+    )
+    compare(expected_effects(ledger), obs, ledger, report)
+    report.not_accepted = dict(Counter(op.detail for op in ledger.operations if op.status != "accepted").most_common(8))
+    check_dead_letters(events.log, obs, report, config.max_deliveries)
+    report.mails_received, report.mail_resends = obs.mails_received, obs.mail_resends
+    report.deliveries_not_sent, report.mails_missing = obs.deliveries_not_sent, obs.mails_missing
+    report.pending_by_group = {k: v for k, v in backlog.items() if v}
+    report.pending_never_processed = sum(backlog.values())
+    report.converged = converged_at is not None
+    report.converge_seconds = None if converged_at is None else converged_at - drain_from
+    report.settled_after = {k: round(v - drain_from, 1) for k, v in settled.items()}
+    return report
 
 
 def _service_env(config: ChaosConfig) -> dict[str, str]:
