@@ -14,7 +14,7 @@ from fastapi import HTTPException, Request, Response, status
 
 from shared.auth import Role, Staff
 
-from . import accounts
+from .accounts import StaffAccounts
 
 TOKEN_COOKIE = "refuge_token"
 CSRF_COOKIE = "refuge_csrf"
@@ -25,12 +25,12 @@ def reads_case_files(staff: Staff) -> bool:
     return bool(staff.roles & CASE_FILE_ROLES)
 
 
-def active_staff_dependency(runtime):
+def active_staff_dependency(runtime, staff_accounts: StaffAccounts):
     """The signed-in staff member (401 without a valid token, or once their account is deactivated)."""
 
     async def active_staff(request: Request) -> Staff:
         staff = runtime.current_staff(request)
-        if await accounts.is_refused(runtime.sessions, staff.username):
+        if await staff_accounts.is_refused(staff.username):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "account deactivated", headers={"WWW-Authenticate": "Bearer"})
         return staff
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from shared.auth import Role
 
@@ -30,80 +30,86 @@ from .store import StaffAccount
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 10
-_hasher = PasswordHasher()
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    # Verified when the user name is unknown, so a wrong name costs as long as a wrong password.
-    return _hasher.hash("not-a-real-password")
 
 
 class AccountError(ValueError):
     pass
 
 
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
-    return _hasher.hash(password)
+class StaffAccounts:
+    """Accounts in intake's store. The argon2id cost comes from settings (defaults: argon2-cffi's,
+    RFC 9106's low-memory profile); raising it later rehashes each password at its next sign-in."""
 
+    def __init__(self, sessions, *, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4):
+        self.sessions = sessions
+        self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
 
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    @functools.cached_property
+    def _dummy_hash(self) -> str:
+        # Verified when the user name is unknown, so a wrong name costs as long as a wrong password.
+        return self.hasher.hash("not-a-real-password")
 
+    def hash_password(self, password: str) -> str:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise AccountError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+        return self.hasher.hash(password)
 
-async def authenticate(sessions, username: str, password: str) -> StaffAccount | None:
-    """The active account with this user name and password, else None (same answer for every failure)."""
-    async with sessions() as session:
-        account = (await session.exec(select(StaffAccount).where(StaffAccount.username == username.strip().lower()))).first()
-        stored = account.password_hash if account is not None else _dummy_hash()
-        ok = await asyncio.to_thread(_verify, stored, password)
-        if not ok or account is None or not account.active:
-            return None
-        if _hasher.check_needs_rehash(account.password_hash):
-            account.password_hash = await asyncio.to_thread(_hasher.hash, password)
-        account.last_sign_in_at = datetime.now(UTC)
-        session.add(account)
-        await session.commit()
-        return account
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
 
+    async def authenticate(self, username: str, password: str) -> StaffAccount | None:
+        """The active account with this user name and password, else None (same answer for every failure)."""
+        async with self.sessions() as session:
+            account = (await session.exec(
+                select(StaffAccount).where(StaffAccount.username == username.strip().lower()))).first()
+            stored = account.password_hash if account is not None else self._dummy_hash
+            ok = await asyncio.to_thread(self._verify, stored, password)
+            if not ok or account is None or not account.active:
+                return None
+            if self.hasher.check_needs_rehash(account.password_hash):
+                account.password_hash = await asyncio.to_thread(self.hasher.hash, password)
+            account.last_sign_in_at = datetime.now(UTC)
+            session.add(account)
+            await session.commit()
+            return account
 
-async def is_refused(sessions, username: str) -> bool:
-    """A signed token stays valid until it expires; an account deactivated since is refused at once."""
-    async with sessions() as session:
-        active = (await session.exec(select(StaffAccount.active).where(StaffAccount.username == username))).first()
-    return active is False
+    async def is_refused(self, username: str) -> bool:
+        """A signed token stays valid until it expires; an account deactivated since is refused at once."""
+        async with self.sessions() as session:
+            active = (await session.exec(select(StaffAccount.active).where(StaffAccount.username == username))).first()
+        return active is False
 
+    async def create(self, username: str, password: str, roles: list[Role]) -> StaffAccount:
+        username = username.strip().lower()
+        if not USERNAME.match(username):
+            raise AccountError("a user name is 2 to 64 lowercase letters, digits, '.', '_' or '-'")
+        if not roles:
+            raise AccountError("give at least one --role")
+        async with self.sessions() as session:
+            if (await session.exec(select(StaffAccount.id).where(StaffAccount.username == username))).first():
+                raise AccountError(f"an account named {username} already exists")
+            account = StaffAccount(username=username, password_hash=self.hash_password(password),
+                                   roles=sorted({r.value for r in roles}))
+            session.add(account)
+            await session.commit()
+            return account
 
-async def create_account(sessions, username: str, password: str, roles: list[Role]) -> StaffAccount:
-    username = username.strip().lower()
-    if not USERNAME.match(username):
-        raise AccountError("a user name is 2 to 64 lowercase letters, digits, '.', '_' or '-'")
-    if not roles:
-        raise AccountError("give at least one --role")
-    async with sessions() as session:
-        if (await session.exec(select(StaffAccount.id).where(StaffAccount.username == username))).first():
-            raise AccountError(f"an account named {username} already exists")
-        account = StaffAccount(username=username, password_hash=hash_password(password),
-                               roles=sorted({r.value for r in roles}))
-        session.add(account)
-        await session.commit()
-        return account
+    async def update(self, username: str, **changes) -> None:
+        async with self.sessions() as session:
+            account = (await session.exec(select(StaffAccount).where(StaffAccount.username == username.lower()))).first()
+            if account is None:
+                raise AccountError(f"no account named {username}")
+            for key, value in changes.items():
+                setattr(account, key, value)
+            session.add(account)
+            await session.commit()
 
-
-async def _update(sessions, username: str, **changes) -> None:
-    async with sessions() as session:
-        account = (await session.exec(select(StaffAccount).where(StaffAccount.username == username.lower()))).first()
-        if account is None:
-            raise AccountError(f"no account named {username}")
-        for key, value in changes.items():
-            setattr(account, key, value)
-        session.add(account)
-        await session.commit()
+    async def count(self) -> int:
+        async with self.sessions() as session:
+            return (await session.exec(select(func.count()).select_from(StaffAccount))).one()
 
 
 def _read_password(confirm: bool = True) -> str:
@@ -126,14 +132,15 @@ async def _main(args: argparse.Namespace) -> str:
     try:
         await create_tables(engine, TABLES)
         sessions = session_factory(engine)
+        staff = StaffAccounts(sessions, time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
         if args.command == "create":
-            account = await create_account(sessions, args.username, _read_password(), [Role(r) for r in args.role])
+            account = await staff.create(args.username, _read_password(), [Role(r) for r in args.role])
             return f"created {account.username} ({', '.join(account.roles)})"
         if args.command == "set-password":
-            await _update(sessions, args.username, password_hash=hash_password(_read_password()))
+            await staff.update(args.username, password_hash=staff.hash_password(_read_password()))
             return f"password changed for {args.username}"
         if args.command in ("activate", "deactivate"):
-            await _update(sessions, args.username, active=args.command == "activate")
+            await staff.update(args.username, active=args.command == "activate")
             return f"{args.username} {args.command}d"
         async with sessions() as session:
             accounts = (await session.exec(select(StaffAccount).order_by(col(StaffAccount.username)))).all()

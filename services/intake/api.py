@@ -4,25 +4,47 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import Staff
 from shared.messaging import ServiceRuntime
 
-from . import accounts, queries
+from . import queries
+from .accounts import StaffAccounts
 from .access import active_staff_dependency, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .schemas import (
     CaseFileOut, CaseFileSummary, CountersOut, FollowUpIn, FollowUpOut, MatchOut, MatchQuery, NewRequest, OverrideIn,
-    QueueOut, RequestOut, SessionOut, SignIn, TimelineOut,
+    QueueOut, RequestOut, SessionOut, SignIn, TimelineOut, ValidationErrorOut,
 )
 
 _ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}}
 NOT_FOUND = {404: {"description": "no such thing, or not yours to see", **_ERROR}}
+BAD_INPUT = {422: {"description": "bad input: each refused field with the reason", "model": ValidationErrorOut}}
 SIGNED_IN = {401: {"description": "sign-in required or expired", **_ERROR},
-             403: {"description": "not allowed for your role", **_ERROR}}
+             403: {"description": "not allowed for your role", **_ERROR}, **BAD_INPUT}
+
+
+def _links(**targets: str) -> dict:
+    """OpenAPI links: where a response's references lead (clients and fuzzers follow them)."""
+    return {name: {"operationId": operation, "parameters": {param: f"$response.body#/{param}"}}
+            for name, (operation, param) in ((n, t.split(":")) for n, t in targets.items())}
+
+
+RECORDED_LINKS = _links(GetRequest="get_request:request_ref", GetCaseFile="get_case_file:person_ref",
+                        Override="override:request_ref", FollowUp="follow_up:request_ref",
+                        Timeline="timeline:person_ref")
 
 
 def install_error_handlers(app) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc: StarletteHTTPException) -> JSONResponse:
+        # A body that is not even JSON is bad input like any other: 422, naming the body.
+        if exc.status_code == 400 and request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": [{"field": "body", "reason": "could not be parsed", "type": "json_invalid"}]},
+                                status_code=422)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(NotFound)
     async def not_found(_request, _exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": "not found"}, status_code=404)
@@ -33,9 +55,10 @@ def install_error_handlers(app) -> None:
                             status_code=422)
 
 
-def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.PublicCounters, *, secure_cookies: bool) -> APIRouter:
+def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.PublicCounters, staff_accounts: StaffAccounts,
+                 *, secure_cookies: bool) -> APIRouter:
     router = APIRouter(prefix="/api")
-    active_staff = active_staff_dependency(runtime)
+    active_staff = active_staff_dependency(runtime, staff_accounts)
 
     def case_worker(staff: Staff = Depends(active_staff)) -> Staff:
         if not reads_case_files(staff):
@@ -50,11 +73,11 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
 
     # --- sign-in -------------------------------------------------------------------------
 
-    @router.post("/session", response_model=SessionOut, tags=["sign-in"],
-                 responses={401: {"description": "unknown user name or wrong password", **_ERROR}})
+    @router.post("/session", response_model=SessionOut, tags=["sign-in"], operation_id="sign_in",
+                 responses={401: {"description": "unknown user name or wrong password", **_ERROR}, **BAD_INPUT})
     async def sign_in(body: SignIn, response: Response) -> SessionOut:
         """Sign in; returns the token and sets it as the `refuge_token` cookie the console uses."""
-        account = await accounts.authenticate(runtime.sessions, body.username, body.password)
+        account = await staff_accounts.authenticate(body.username, body.password)
         if account is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown user name or wrong password")
         token = runtime.signer.issue(account.username, account.roles)
@@ -62,7 +85,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
         return SessionOut(token=token, expires_in=runtime.signer.max_age, username=account.username,
                           roles=list(account.roles))
 
-    @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, tags=["sign-in"])
+    @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, tags=["sign-in"], operation_id="sign_out")
     async def sign_out(response: Response) -> Response:
         response.status_code = status.HTTP_204_NO_CONTENT
         clear_session_cookie(response, secure=secure_cookies)
@@ -70,7 +93,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
 
     # --- public ----------------------------------------------------------------------------
 
-    @router.get("/public/counters", response_model=CountersOut, tags=["public"])
+    @router.get("/public/counters", response_model=CountersOut, tags=["public"], operation_id="public_counters")
     async def public_counters(response: Response) -> CountersOut:
         """The three counters the refuge publishes, coarsened so that no one can be singled out."""
         response.headers["Access-Control-Allow-Origin"] = "*"
@@ -80,7 +103,8 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     # --- requests --------------------------------------------------------------------------
 
     @router.post("/requests", status_code=status.HTTP_201_CREATED, response_model=RequestOut, tags=["requests"],
-                 responses={**SIGNED_IN})
+                 operation_id="record_request",
+                 responses={**SIGNED_IN, 201: {"description": "recorded and assessed", "links": RECORDED_LINKS}})
     async def record_request(body: NewRequest, staff: Staff = Depends(case_worker)) -> RequestOut:
         """Record a call for help; the rules assess it at once and the decision is returned with its reasons."""
         async with runtime.uow() as uow:
@@ -88,12 +112,14 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
         return queries.request_out(request, [record])
 
     @router.get("/requests/{request_ref}", response_model=RequestOut, tags=["requests"],
+                operation_id="get_request",
                 responses={**SIGNED_IN, **NOT_FOUND})
     async def get_request(request_ref: str, staff: Staff = Depends(case_reader)) -> RequestOut:
         async with runtime.sessions() as session:
             return await queries.get_request(session, request_ref, actor=staff.username)
 
     @router.post("/requests/{request_ref}/override", response_model=RequestOut, tags=["requests"],
+                 operation_id="override",
                  responses={**SIGNED_IN, **NOT_FOUND})
     async def override(request_ref: str, body: OverrideIn, staff: Staff = Depends(case_reader)) -> RequestOut:
         """A staff decision replacing the rules' one; records who, when and why."""
@@ -103,6 +129,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
             return await queries.get_request(session, request_ref, actor=staff.username)
 
     @router.post("/requests/{request_ref}/follow-up", response_model=FollowUpOut, tags=["requests"],
+                 operation_id="follow_up",
                  responses={**SIGNED_IN, **NOT_FOUND})
     async def follow_up(request_ref: str, body: FollowUpIn, staff: Staff = Depends(case_reader)) -> FollowUpOut:
         """Record that the person was followed up, and when to follow up next (if ever)."""
@@ -111,7 +138,8 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
         return FollowUpOut(request_ref=done.request_ref, done_at=done.done_at, done_by=done.done_by, note=done.note,
                            next_follow_up_on=done.next_follow_up_on)
 
-    @router.get("/queue", response_model=QueueOut, tags=["requests"], responses={**SIGNED_IN})
+    @router.get("/queue", response_model=QueueOut, tags=["requests"], operation_id="today_queue",
+                responses={**SIGNED_IN})
     async def today_queue(staff: Staff = Depends(case_worker)) -> QueueOut:
         """Today's new requests, and those waiting for a staff decision or a follow-up."""
         async with runtime.sessions() as session:
@@ -119,26 +147,30 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
 
     # --- case files ------------------------------------------------------------------------
 
-    @router.get("/case-files", response_model=list[CaseFileSummary], tags=["case files"], responses={**SIGNED_IN})
+    @router.get("/case-files", response_model=list[CaseFileSummary], tags=["case files"], operation_id="search_case_files",
+                responses={**SIGNED_IN})
     async def search(q: str = Query(min_length=2, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$",
                                     description="part of a name, or a P-… / R-… reference"),
                      staff: Staff = Depends(case_worker)) -> list[CaseFileSummary]:
         async with runtime.sessions() as session:
             return await queries.search(session, q, actor=staff.username, today=intake.today())
 
-    @router.post("/case-files/matches", response_model=list[MatchOut], tags=["case files"], responses={**SIGNED_IN})
+    @router.post("/case-files/matches", response_model=list[MatchOut], tags=["case files"], operation_id="likely_matches",
+                responses={**SIGNED_IN})
     async def matches(body: MatchQuery, staff: Staff = Depends(case_worker)) -> list[MatchOut]:
         """Case files that probably belong to the caller; link one by giving its person_ref when recording."""
         async with runtime.sessions() as session:
             return await queries.likely_matches(session, body, actor=staff.username)
 
     @router.get("/case-files/{person_ref}", response_model=CaseFileOut, tags=["case files"],
+                operation_id="get_case_file",
                 responses={**SIGNED_IN, **NOT_FOUND})
     async def case_file(person_ref: str, staff: Staff = Depends(case_reader)) -> CaseFileOut:
         async with runtime.sessions() as session:
             return await queries.get_case_file(session, person_ref, actor=staff.username, today=intake.today())
 
     @router.get("/people/{person_ref}/timeline", response_model=list[TimelineOut], tags=["case files"],
+                operation_id="timeline",
                 responses={**SIGNED_IN, **NOT_FOUND})
     async def timeline(person_ref: str, staff: Staff = Depends(case_reader)) -> list[TimelineOut]:
         async with runtime.sessions() as session:

@@ -14,6 +14,7 @@ from shared.web import install_error_handlers
 
 from . import api, console, handlers, queries
 from .access import Csrf
+from .accounts import StaffAccounts
 from .handlers import Intake
 from .i18n import Console
 from .settings import IntakeSettings
@@ -34,6 +35,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     counters = queries.PublicCounters(runtime.sessions, settings.counters_cache_seconds)
     services = OtherServices(settings.housing_url, settings.upstream_timeout_seconds)
     secure_cookies = settings.public_base_url.startswith("https://")
+    staff_accounts = StaffAccounts(runtime.sessions, time_cost=settings.argon2_time_cost,
+                                   memory_kib=settings.argon2_memory_kib)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -53,13 +56,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.intake = intake
+    app.state.staff_accounts = staff_accounts
     install_error_handlers(app)
     api.install_error_handlers(app)
     runtime.mount_health(app)
-    app.include_router(api.build_router(runtime, intake, counters, secure_cookies=secure_cookies))
+    app.include_router(api.build_router(runtime, intake, counters, staff_accounts, secure_cookies=secure_cookies))
     app.include_router(console.build_console(
         runtime=runtime, intake=intake, console=Console(ZoneInfo(settings.timezone), settings.console_default_language),
         csrf=Csrf(settings.auth_secret.get_secret_value(), secure_cookies), services=services, counters=counters,
+        staff_accounts=staff_accounts,
         secure_cookies=secure_cookies))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

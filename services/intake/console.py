@@ -15,16 +15,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, SignatureExpired
 from pydantic import ValidationError
-from sqlmodel import func, select
 
 from shared.auth import Staff
 
-from . import accounts, queries, words
+from . import queries, words
+from .accounts import StaffAccounts
 from .access import TOKEN_COOKIE, Csrf, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .i18n import LANGUAGE_COOKIE, LANGUAGES, Console, format_day
 from .schemas import FollowUpIn, Language, MatchQuery, NewRequest, OverrideIn
-from .store import StaffAccount
 from .upstream import OtherServices, Unreachable
 
 PLAIN_FIELDS = ("person_ref", "name", "date_of_birth", "stated_age", "language", "phone", "email", "preferred_contact",
@@ -148,7 +147,7 @@ def field_of(loc: tuple) -> str:
 
 
 def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, services: OtherServices,
-                  counters: queries.PublicCounters, secure_cookies: bool) -> APIRouter:
+                  counters: queries.PublicCounters, staff_accounts: StaffAccounts, secure_cookies: bool) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def render(request: Request, template: str, *, status: int = 200, staff: Staff | None = None,
@@ -179,7 +178,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             staff = runtime.signer.verify(token)
         except (BadSignature, SignatureExpired):
             return None
-        if await accounts.is_refused(runtime.sessions, staff.username):
+        if await staff_accounts.is_refused(staff.username):
             return None
         return staff
 
@@ -217,8 +216,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
     async def login_page(request: Request, next: str = "/", expired: str = "") -> Response:
         if await signed_in(request) is not None:
             return redirect(safe_next(next))
-        async with runtime.sessions() as session:
-            no_accounts = (await session.exec(select(func.count()).select_from(StaffAccount))).one() == 0
+        no_accounts = await staff_accounts.count() == 0
         return render(request, "login.html", next=safe_next(next), username="", error=None,
                       expired=bool(expired), no_accounts=no_accounts)
 
@@ -230,7 +228,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         if not csrf.check(request, form.get("csrf_token")):
             return message(request, 403, _("This form has expired"), _("Go back, reload the page and submit the form again."))
         username = str(form.get("username") or "")[:64]
-        account = await accounts.authenticate(runtime.sessions, username, str(form.get("password") or "")[:1000])
+        account = await staff_accounts.authenticate(username, str(form.get("password") or "")[:1000])
         if account is None:
             return render(request, "login.html", status=401, next=next_page, username=username, expired=False,
                           no_accounts=False, error=_("Unknown user name or wrong password."))
@@ -358,7 +356,8 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         except NotFound:
             return message(request, 404, _("Not found"), _("There is no such case file."), staff)
         try:
-            stays = [s for s in await services.open_stays(request.cookies[TOKEN_COOKIE]) if s["person_ref"] == person_ref]
+            stays = [s for s in await services.open_stays(request.cookies[TOKEN_COOKIE], person_ref)
+                     if s["person_ref"] == person_ref]
         except Unreachable:
             stays = None
         lines = []

@@ -6,6 +6,7 @@ log can later be written from this one place.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -19,7 +20,7 @@ from shared.events.intake import RequestAssessed, RequestReceived
 from shared.messaging import UnitOfWork
 
 from . import domain
-from .schemas import FollowUpIn, NewRequest, OverrideIn
+from .schemas import REQUEST_REF, FollowUpIn, NewRequest, OverrideIn
 from .store import AssessmentRecord, CaseFile, FollowUp, HelpRequest, TimelineEntry
 
 log = structlog.get_logger("intake")
@@ -146,7 +147,15 @@ class Intake:
         return follow_up
 
 
+def check_ref(ref: str, pattern: str) -> str:
+    """A reference that cannot exist is simply not found (and never reaches the store)."""
+    if not re.fullmatch(pattern, ref):
+        raise NotFound(ref)
+    return ref
+
+
 async def _request(uow: UnitOfWork, request_ref: str) -> HelpRequest:
+    check_ref(request_ref, REQUEST_REF)
     request = (await uow.session.exec(select(HelpRequest).where(HelpRequest.request_ref == request_ref))).first()
     if request is None:
         raise NotFound(request_ref)

@@ -17,9 +17,9 @@ from sqlmodel import col, select
 from shared.events.codes import Decision, Track
 
 from . import domain
-from .handlers import NotFound
+from .handlers import NotFound, check_ref
 from .schemas import (
-    AssessmentOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
+    PERSON_REF, REQUEST_REF, AssessmentOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
     QueueItem, QueueOut, RequestOut, RuleOut, TimelineOut,
 )
 from .store import AssessmentRecord, CaseFile, FollowUp, HelpRequest, TimelineEntry
@@ -67,6 +67,7 @@ def request_out(request: HelpRequest, history: list[AssessmentRecord]) -> Reques
 
 
 async def get_request(session, request_ref: str, *, actor: str) -> RequestOut:
+    check_ref(request_ref, REQUEST_REF)
     request = (await session.exec(select(HelpRequest).where(HelpRequest.request_ref == request_ref))).first()
     if request is None:
         raise NotFound(request_ref)
@@ -75,6 +76,7 @@ async def get_request(session, request_ref: str, *, actor: str) -> RequestOut:
 
 
 async def get_case_file(session, person_ref: str, *, actor: str, today: date) -> CaseFileOut:
+    check_ref(person_ref, PERSON_REF)
     person = (await session.exec(select(CaseFile).where(CaseFile.person_ref == person_ref))).first()
     if person is None:
         raise NotFound(person_ref)
@@ -102,6 +104,7 @@ async def get_case_file(session, person_ref: str, *, actor: str, today: date) ->
 
 
 async def get_timeline(session, person_ref: str, *, actor: str) -> list[TimelineOut]:
+    check_ref(person_ref, PERSON_REF)
     if (await session.exec(select(CaseFile.id).where(CaseFile.person_ref == person_ref))).first() is None:
         raise NotFound(person_ref)
     rows = (await session.exec(

@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
 from shared.events.codes import Channel, Decision, Need, PlaceKind, Urgency
 
 from .domain import Situation
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_LINE_BREAK = re.compile(r"[\r\n\t]")
+# Stated as patterns so that the OpenAPI document says what the API refuses.
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Line = Annotated[str, Field(pattern=ONE_LINE)]
+Text = Annotated[str, Field(pattern=NO_CONTROL)]
 
 
-def _one_line(value: str) -> str:
-    if _CONTROL.search(value) or _LINE_BREAK.search(value):
-        raise ValueError("must be a single line without control characters")
+def _iso_day(value):
+    # A bare number is not a day (pydantic would read it as a Unix timestamp).
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("give a date as YYYY-MM-DD")
     return value
 
 
-def _text(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-Line = Annotated[str, AfterValidator(_one_line)]
-Text = Annotated[str, AfterValidator(_text)]
-PersonRef = Annotated[str, Field(pattern=r"^P-[0-9a-f]{12}$", description="a case file's reference")]
+Day = Annotated[date, BeforeValidator(_iso_day)]
+PERSON_REF = r"^P-[0-9a-f]{12}$"
+REQUEST_REF = r"^R-[0-9a-f]{12}$"
+PersonRef = Annotated[str, Field(pattern=PERSON_REF, description="a case file's reference")]
 EARLIEST_BIRTH = date(1900, 1, 1)
 
 
@@ -76,7 +74,7 @@ class NewRequest(BaseModel):
 
     person_ref: PersonRef | None = Field(None, description="link to this existing case file (after staff confirmed the match)")
     name: Line = Field(min_length=1, max_length=200, description="name the person wants to be called")
-    date_of_birth: date | None = None
+    date_of_birth: Day | None = None
     stated_age: int | None = Field(None, ge=0, le=120, validate_default=True,
                                    description="required when the date of birth is not known")
     language: Language = Language.fr
@@ -139,7 +137,7 @@ class MatchQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: Line = Field(min_length=1, max_length=200)
-    date_of_birth: date | None = None
+    date_of_birth: Day | None = None
     phone: str | None = Field(None, max_length=40, pattern=r"^\+?[0-9 ()./-]{6,40}$")
     email: EmailStr | None = Field(None, max_length=320)
 
@@ -156,7 +154,7 @@ class FollowUpIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     note: Text | None = Field(None, max_length=2000)
-    next_follow_up_on: date | None = Field(None, description="the next follow-up; empty when nothing more is planned")
+    next_follow_up_on: Day | None = Field(None, description="the next follow-up; empty when nothing more is planned")
 
     @field_validator("next_follow_up_on")
     @classmethod
@@ -169,8 +167,18 @@ class FollowUpIn(BaseModel):
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1000)
+    username: Line = Field(min_length=1, max_length=64)
+    password: Line = Field(min_length=1, max_length=1000)
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the refused field, e.g. email or cadal.fedasil_designation_ref")
+    reason: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    detail: list[FieldError]
 
 
 class SessionOut(BaseModel):

@@ -24,4 +24,7 @@ class IntakeSettings(ServiceSettings):
     notify_url: str = "http://127.0.0.1:8004"
     upstream_timeout_seconds: float = Field(5.0, gt=0, le=60)
     console_default_language: Literal["fr", "nl", "en"] = "fr"
+    # Cost of the argon2id password hash; lower only where speed matters more than brute-force cost (tests).
+    argon2_time_cost: int = Field(3, ge=1, le=20)
+    argon2_memory_kib: int = Field(65536, ge=1024, le=1048576)
     counters_cache_seconds: float = Field(60.0, ge=0, description="public counters are recomputed at most this often")

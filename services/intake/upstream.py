@@ -26,12 +26,13 @@ class OtherServices:
             await self.client.aclose()
             self.client = None
 
-    async def open_stays(self, token: str) -> list[dict]:
+    async def open_stays(self, token: str, person_ref: str | None = None) -> list[dict]:
         """Housing's list of open stays (GET /api/stays), as the signed-in staff member sees it."""
         if self.client is None:
             raise Unreachable("not started")
         try:
             response = await self.client.get(f"{self.housing_url}/api/stays",
+                                             params={"person_ref": person_ref} if person_ref else None,
                                              headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:
             log.warning("housing.unreachable", error=type(exc).__name__)

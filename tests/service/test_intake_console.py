@@ -8,10 +8,8 @@ from datetime import date
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from itsdangerous import TimestampSigner
 
-from services.intake import accounts
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.auth import DEV_SECRET, Role, TokenSigner
@@ -21,17 +19,16 @@ YEAR = date.today().year
 
 
 @pytest.fixture
-async def console(make_database, redis_url, namespace, monkeypatch):
-    # Still argon2id, with cheap parameters: these tests are about the console, not the hash's cost.
-    monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+async def console(make_database, redis_url, namespace):
     settings = IntakeSettings(redis_url=redis_url, database_url=make_database("sqlite", "intake"), namespace=namespace,
                               consumer_name="intake-test", counters_cache_seconds=0,
+                              # Still argon2id, cheaper: these tests are about the console, not the hash's cost.
+                              argon2_time_cost=1, argon2_memory_kib=1024,
                               housing_url="http://127.0.0.1:9")  # nothing listens: housing is "unreachable"
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        sessions = app.state.runtime.sessions
-        await accounts.create_account(sessions, "ana", PASSWORD, [Role.intake_worker])
-        await accounts.create_account(sessions, "lou", PASSWORD, [Role.housing])
+        await app.state.staff_accounts.create("ana", PASSWORD, [Role.intake_worker])
+        await app.state.staff_accounts.create("lou", PASSWORD, [Role.housing])
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake.test",
                                      headers={"Accept-Language": "en-GB,en;q=0.8"}) as client:
             yield client
