@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--ops", type=int, default=2000, help="operations the workload sends")
-    parser.add_argument("--duration", type=float, help="seconds of the fault window (default: ops / rate)")
+    parser.add_argument("--duration", type=float, help="seconds the workload should last (sets the rate to ops / duration)")
     parser.add_argument("--rate", type=float, help="operations per second (default 40)")
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--kills", type=int, dest="kills_per_service", help="SIGKILLs of each service")

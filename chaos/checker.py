@@ -14,7 +14,6 @@ from .workload import ACCEPTED, KIND_BY_NAME, KINDS, UNKNOWN, Ledger, family
 class Report:
     seed: int
     ops: int
-    window_seconds: float
     workload_seconds: float
     operations: dict
     operations_by_kind: dict
@@ -48,6 +47,8 @@ class Report:
     converged: bool = False
     converge_seconds: float | None = None
     converge_limit: float = 60.0
+    faults_seconds: float = 0.0  # from the first operation until the faults were over
+    converge_after_faults: float | None = None  # the same convergence, counted from the end of the faults
     settled_after: dict = field(default_factory=dict)  # seconds into the drain each condition last became true
     fault_errors: list = field(default_factory=list)
     workdir: str = ""
@@ -62,8 +63,8 @@ class Report:
             out.append(f"poison dead-lettered {self.poison_dead_lettered} of {self.poison_injected}")
         if not self.converged:
             out.append("did not converge")
-        elif self.converge_seconds is not None and self.converge_seconds > self.converge_limit:
-            out.append(f"converged in {self.converge_seconds:.1f}s > {self.converge_limit:.0f}s")
+        elif self.converge_after_faults is not None and self.converge_after_faults > self.converge_limit:
+            out.append(f"converged {self.converge_after_faults:.1f}s after the faults > {self.converge_limit:.0f}s")
         return out
 
     def to_dict(self) -> dict:
@@ -73,8 +74,8 @@ class Report:
         o = self.operations
         f = self.faults
         lines = [
-            f"chaos run  seed={self.seed}  ops={self.ops}  fault window={self.window_seconds:.0f}s  "
-            f"workload={self.workload_seconds:.0f}s",
+            f"chaos run  seed={self.seed}  ops={self.ops}  workload={self.workload_seconds:.0f}s  "
+            f"faults during the first {self.faults_seconds:.0f}s",
             f"operations   attempted={o['attempted']} accepted={o['accepted']} refused={o['refused']} "
             f"unknown={o['unknown']} (recorded {o['unknown_recorded']}, not recorded {o['unknown_not_recorded']}) "
             f"skipped={o['skipped']}",
@@ -96,7 +97,8 @@ class Report:
             f"bad entries not dead-lettered={self.bad_entries_not_dead_lettered} of {self.bad_entries}, "
             f"unknown types not dead-lettered={self.unknown_types_not_dead_lettered}, "
             f"poison dead-lettered after >{self.max_deliveries} deliveries={self.poison_dead_lettered} of {self.poison_injected}",
-            "converged    " + (f"in {self.converge_seconds:.1f}s" if self.converged else "NO")
+            "converged    " + (f"in {self.converge_seconds:.1f}s after the workload ended, "
+                                f"{self.converge_after_faults:.1f}s after the faults" if self.converged else "NO")
             + f"  (settled after: {self.settled_after})",
         ]
         if self.fault_errors:

@@ -1,4 +1,8 @@
-"""Faults during the workload, each scheduled at a random moment of the fault window and ending by itself.
+"""Faults during the workload, each due at a random point of its progress and ending by itself.
+
+A fault is due when the workload has done a given share of its operations, not at a given
+second: on a slow or loaded machine the faults stretch with the workload, and they stop when
+it ends.
 
 * SIGKILL of each service process at random moments; some kills restart the process armed with a
   messaging fault point (REFUGE_FAULTS), so that it then dies exactly between commit and publish,
@@ -10,7 +14,7 @@
 * copies of real events (duplicates, newest first, stale), bad entries on every stream, poison.
 
 A supervisor restarts any process that died (killed by us, by a fault point, or crashed), so the
-system always comes back; at the end of the window every process still carrying a fault point is
+system always comes back; once the faults are over every process still carrying a fault point is
 restarted clean.
 """
 
@@ -21,6 +25,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -190,7 +195,7 @@ class Cluster:
         await asyncio.sleep(seconds)
 
     async def heal(self) -> None:
-        """End of the fault window: no cut, no delay, no stopped process, Redis up, no fault point left."""
+        """Faults are over: no cut, no delay, no stopped process, Redis up, no fault point left."""
         self.faults_on = False
         self.proxy.heal()
         if self.redis.process is None or self.redis.process.poll() is not None:
@@ -215,19 +220,19 @@ class PlannedFault:
 
 
 def plan_faults(config: ChaosConfig, instances: list[Instance]) -> list[PlannedFault]:
-    """The whole schedule, drawn from the seed before anything runs."""
+    """The whole schedule, drawn from the seed before anything runs; `at` is a share of the workload done."""
     rng = random.Random(config.seed)
-    window = config.window
     idle = config.reclaim_idle_ms / 1000
+    first, last = 0.02, 0.97
 
     def when() -> float:
-        return rng.uniform(0.05 * window, 0.9 * window)
+        return rng.uniform(first, last)
 
     def spread(count: int) -> list[float]:
-        """One random moment in each of `count` equal slots: a service is not killed again before
-        it is back, and two Redis restarts never fall on the same moment."""
-        slot = window * 0.85 / max(count, 1)
-        return [0.05 * window + slot * n + rng.uniform(0, slot * 0.8) for n in range(count)]
+        """One random point in each of `count` equal slots: a service is not killed again right
+        after a kill, and two Redis restarts never fall on the same moment."""
+        slot = (last - first) / max(count, 1)
+        return [first + slot * n + rng.uniform(0, slot * 0.8) for n in range(count)]
 
     plan: list[PlannedFault] = []
     for service in config.services:
@@ -265,15 +270,15 @@ class FaultRunner:
         self.plan = plan
         self.by_key = {i.key: i for i in cluster.instances}
 
-    async def run(self, started: float) -> None:
-        """Carry out the plan; returns once every fault has ended."""
+    async def run(self, progress: Callable[[], float]) -> None:
+        """Carry out the plan as the workload progresses (0.0 to 1.0); returns once every fault has ended."""
         self.cluster.faults_on = True
-        tasks = [asyncio.create_task(self._at(started, fault)) for fault in self.plan]
+        tasks = [asyncio.create_task(self._at(progress, fault)) for fault in self.plan]
         await asyncio.gather(*tasks)
 
-    async def _at(self, started: float, fault: PlannedFault) -> None:
-        if (wait := started + fault.at - time.monotonic()) > 0:
-            await asyncio.sleep(wait)
+    async def _at(self, progress: Callable[[], float], fault: PlannedFault) -> None:
+        while progress() < fault.at:
+            await asyncio.sleep(0.1)
         c = self.cluster
         try:
             if fault.name == "kill":
@@ -301,5 +306,5 @@ class FaultRunner:
                         await self.events.poison()
                         c.log.poison += 1
         except Exception as exc:
-            c.log.errors.append(f"{fault.name} {fault.target} at {fault.at:.1f}s: {type(exc).__name__}: {exc}")
+            c.log.errors.append(f"{fault.name} {fault.target} at {fault.at:.0%}: {type(exc).__name__}: {exc}")
             log.warning("chaos.fault_failed", fault=fault.name, error=type(exc).__name__)

@@ -86,8 +86,8 @@ async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path
         cluster.launch(inst)
     await asyncio.gather(*(asyncio.to_thread(i.process.wait_healthy, 60) for i in instances))
     urls = {i.service: i.process.url for i in instances}
-    say(f"chaos: stack up in {workdir} (namespace {namespace}); {config.ops} operations over "
-        f"~{config.window:.0f}s with faults")
+    say(f"chaos: stack up in {workdir} (namespace {namespace}); {config.ops} operations at "
+        f"{config.rate:.0f}/s with faults")
 
     supervisor = asyncio.create_task(cluster.supervise())
     workload = Workload(seed=config.seed, ops=config.ops, rate=config.rate, concurrency=config.concurrency,
@@ -95,10 +95,7 @@ async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path
     runner = FaultRunner(cluster, events, plan_faults(config, instances))
     started = time.monotonic()
     ledger_task = asyncio.create_task(workload.run())
-    await runner.run(started)
-    window_left = started + config.window - time.monotonic()
-    if window_left > 0:
-        await asyncio.sleep(window_left)
+    await runner.run(lambda: len(workload.ledger.operations) / config.ops)
     await cluster.heal()
     faults_ended = time.monotonic()
     ledger = await ledger_task
@@ -121,7 +118,7 @@ async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path
     resolve_unknown(ledger, obs)
     log = cluster.log
     report = Report(
-        seed=config.seed, ops=config.ops, window_seconds=config.window,
+        seed=config.seed, ops=config.ops,
         workload_seconds=workload.finished - workload.started,
         operations=ledger.counts(), operations_by_kind=ledger.by_kind(),
         faults={"kills_by_service": log.kills_by_service(), "kills_sent": dict(log.kills),
@@ -142,6 +139,8 @@ async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path
     report.pending_never_processed = sum(backlog.values())
     report.converged = converged_at is not None
     report.converge_seconds = None if converged_at is None else converged_at - drain_from
+    report.faults_seconds = faults_ended - started
+    report.converge_after_faults = None if converged_at is None else converged_at - faults_ended
     report.settled_after = {k: round(v - drain_from, 1) for k, v in settled.items()}
     return report
 
