@@ -26,6 +26,7 @@ class Event(BaseModel):
 
 
 REGISTRY: dict[str, type[Event]] = {}
+ANY_PRODUCER = "any"  # a contract every service publishes on its own stream (e.g. ErasureConfirmed)
 
 
 def contract(producer: str, version: int = 1):
@@ -70,6 +71,7 @@ class Envelope(BaseModel):
         causation: Envelope | None = None,
         occurred_at: datetime | None = None,
         traceparent: str | None = None,
+        producer: str | None = None,
     ) -> Envelope:
         event_id = str(uuid.uuid4())
         if causation is not None and correlation_id is None:
@@ -81,7 +83,7 @@ class Envelope(BaseModel):
             occurred_at=occurred_at or datetime.now(UTC),
             correlation_id=correlation_id or event_id,
             causation_id=causation.event_id if causation else None,
-            producer=event.producer,
+            producer=producer or event.producer,
             payload=event.model_dump(mode="json"),
             traceparent=traceparent or (causation.traceparent if causation else None),
         )

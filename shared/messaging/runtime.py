@@ -47,7 +47,7 @@ class ServiceRuntime:
             graceful_timeout=10,
         )
         self.relay = OutboxRelay(settings.service_name, self.broker, self.sessions, poll_seconds=settings.outbox_poll_seconds)
-        self.uow = UnitOfWorkFactory(self.sessions, settings.namespace, self.relay.wake)
+        self.uow = UnitOfWorkFactory(self.sessions, settings.namespace, self.relay.wake, settings.service_name)
         self.consumer = EventConsumer(
                 self.broker,
                 service=settings.service_name,

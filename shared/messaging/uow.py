@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.events import Envelope, Event, stream_name
+from shared.events.envelope import ANY_PRODUCER
 from shared.observability import current_traceparent
 
 from .faults import SPEC as FAULTS
@@ -16,15 +17,21 @@ from .tables import OutboxEntry
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession, namespace: str, on_commit: Callable[[], None]):
+    def __init__(self, session: AsyncSession, namespace: str, on_commit: Callable[[], None], service: str | None = None):
         self.session = session
         self.namespace = namespace
+        self.service = service
         self._on_commit = on_commit
         self.emitted: list[Envelope] = []
 
     def emit(self, event: Event, *, causation: Envelope | None = None, correlation_id: str | None = None) -> Envelope:
+        producer = event.producer
+        if producer == ANY_PRODUCER:
+            if self.service is None:
+                raise RuntimeError(f"{event.event_type} is published by any service: this unit of work has none")
+            producer = self.service
         envelope = Envelope.wrap(event, causation=causation, correlation_id=correlation_id,
-                                 traceparent=current_traceparent())
+                                 traceparent=current_traceparent(), producer=producer)
         self.session.add(
             OutboxEntry(
                 event_id=envelope.event_id,
@@ -47,10 +54,12 @@ class UnitOfWork:
 class UnitOfWorkFactory:
     """`async with uow_factory() as uow:` opens a session; leaving without commit rolls back."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], namespace: str, on_commit: Callable[[], None]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], namespace: str, on_commit: Callable[[], None],
+                 service: str | None = None):
         self.sessions = sessions
         self.namespace = namespace
         self.on_commit = on_commit
+        self.service = service
 
     def __call__(self) -> _UowContext:
         return _UowContext(self)
@@ -63,7 +72,7 @@ class _UowContext:
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self.factory.sessions()
-        return UnitOfWork(self.session, self.factory.namespace, self.factory.on_commit)
+        return UnitOfWork(self.session, self.factory.namespace, self.factory.on_commit, self.factory.service)
 
     async def __aexit__(self, *exc) -> None:
         assert self.session is not None

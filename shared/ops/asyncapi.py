@@ -13,6 +13,7 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
+from shared.events.envelope import ANY_PRODUCER
 from shared.events import REGISTRY, Envelope
 from shared.events.streams import PRODUCERS, SUBSCRIPTIONS, dead_letter_stream, group_name, stream_name
 
@@ -47,7 +48,7 @@ def build_document(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for producer in PRODUCERS:
-        names = sorted(n for n, c in REGISTRY.items() if c.producer == producer)
+        names = sorted(n for n, c in REGISTRY.items() if c.producer in (producer, ANY_PRODUCER))
         channels[producer] = {
             "address": stream_name(namespace, producer),
             "title": f"Events {producer} publishes",
