@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds the workload should last (sets the rate to ops / duration)")
     parser.add_argument("--rate", type=float, help="operations per second (default 40)")
     parser.add_argument("--concurrency", type=int)
+    parser.add_argument("--max-backlog", type=int, help="entries the services may fall behind before the workload waits")
     parser.add_argument("--kills", type=int, dest="kills_per_service", help="SIGKILLs of each service")
     parser.add_argument("--stops", type=int, dest="stops_per_service", help="SIGSTOPs of each service")
     parser.add_argument("--redis-restarts", type=int)

@@ -48,6 +48,7 @@ class Report:
     converge_seconds: float | None = None
     converge_limit: float = 60.0
     faults_seconds: float = 0.0  # from the first operation until the faults were over
+    held_back_seconds: float = 0.0  # the workload waited this long for the services to catch up
     converge_after_faults: float | None = None  # the same convergence, counted from the end of the faults
     settled_after: dict = field(default_factory=dict)  # seconds into the drain each condition last became true
     fault_errors: list = field(default_factory=list)
@@ -75,7 +76,7 @@ class Report:
         f = self.faults
         lines = [
             f"chaos run  seed={self.seed}  ops={self.ops}  workload={self.workload_seconds:.0f}s  "
-            f"faults during the first {self.faults_seconds:.0f}s",
+            f"faults during the first {self.faults_seconds:.0f}s  held back {self.held_back_seconds:.0f}s",
             f"operations   attempted={o['attempted']} accepted={o['accepted']} refused={o['refused']} "
             f"unknown={o['unknown']} (recorded {o['unknown_recorded']}, not recorded {o['unknown_not_recorded']}) "
             f"skipped={o['skipped']}",

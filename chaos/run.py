@@ -90,8 +90,10 @@ async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path
         f"{config.rate:.0f}/s with faults")
 
     supervisor = asyncio.create_task(cluster.supervise())
+    behind = Backpressure(direct, namespace, config.max_backlog)
+    watcher = asyncio.create_task(behind.watch())
     workload = Workload(seed=config.seed, ops=config.ops, rate=config.rate, concurrency=config.concurrency,
-                        urls=urls, http_timeout=config.http_timeout)
+                        urls=urls, http_timeout=config.http_timeout, hold=behind.hold)
     runner = FaultRunner(cluster, events, plan_faults(config, instances))
     started = time.monotonic()
     ledger_task = asyncio.create_task(workload.run())
@@ -99,6 +101,7 @@ async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path
     await cluster.heal()
     faults_ended = time.monotonic()
     ledger = await ledger_task
+    watcher.cancel()
     drain_from = time.monotonic()
     say(f"chaos: faults over after {faults_ended - started:.0f}s, workload done after "
         f"{workload.finished - workload.started:.0f}s; draining")
@@ -140,9 +143,32 @@ async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path
     report.converged = converged_at is not None
     report.converge_seconds = None if converged_at is None else converged_at - drain_from
     report.faults_seconds = faults_ended - started
+    report.held_back_seconds = round(behind.held_seconds, 1)
     report.converge_after_faults = None if converged_at is None else converged_at - faults_ended
     report.settled_after = {k: round(v - drain_from, 1) for k, v in settled.items()}
     return report
+
+
+class Backpressure:
+    """Whether the services are more than `limit` entries behind (pending + unread, all groups)."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str, limit: int):
+        self.client, self.namespace, self.limit = client, namespace, limit
+        self.behind = 0
+        self.held_seconds = 0.0
+
+    def hold(self) -> bool:
+        return self.behind > self.limit
+
+    async def watch(self, every: float = 0.5) -> None:
+        while True:
+            try:
+                self.behind = sum((await group_backlog(self.client, self.namespace)).values())
+            except Exception:
+                pass  # Redis is restarting: keep the last reading
+            await asyncio.sleep(every)
+            if self.hold():
+                self.held_seconds += every
 
 
 def _service_env(config: ChaosConfig) -> dict[str, str]:
