@@ -122,15 +122,15 @@ def _read_password(confirm: bool = True) -> str:
 
 
 async def _main(args: argparse.Namespace) -> str:
-    from shared.store import create_tables, make_engine, session_factory
+    from shared.migrations import upgrade
+    from shared.store import make_engine, session_factory
 
     from .settings import IntakeSettings
-    from .store import TABLES
 
     settings = IntakeSettings()
     engine = make_engine(settings.database_url)
     try:
-        await create_tables(engine, TABLES)
+        await upgrade(engine, "intake")  # the same migrations intake runs at start, so either may come first
         sessions = session_factory(engine)
         staff = StaffAccounts(sessions, time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
         if args.command == "create":

@@ -18,7 +18,7 @@ from .accounts import StaffAccounts
 from .handlers import Intake
 from .i18n import Console
 from .settings import IntakeSettings
-from .store import TABLES, check_columns
+from .store import TABLES
 from .upstream import OtherServices
 
 STATIC = Path(__file__).parent / "static"
@@ -29,7 +29,6 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     configure_logging("intake", settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call to housing is noise
     runtime = ServiceRuntime(settings, tables=TABLES, handlers=handlers.HANDLERS)
-    runtime.startup.append(lambda: check_columns(runtime.engine))
     intake = Intake(youth_band=(settings.youth_min_age, settings.youth_max_age),
                     minor_follow_up_days=settings.minor_follow_up_days, timezone=settings.timezone)
     counters = queries.PublicCounters(runtime.sessions, settings.counters_cache_seconds)

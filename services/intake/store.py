@@ -121,25 +121,3 @@ TABLES = [
     TimelineEntry.__table__, StaffAccount.__table__,
 ]
 
-
-class OutdatedStore(RuntimeError):
-    pass
-
-
-async def check_columns(engine, tables=TABLES) -> None:
-    """Refuse to start on a store created by an older intake (tables are created, never altered, here)."""
-    from sqlalchemy import inspect
-
-    def missing(sync_conn) -> list[str]:
-        inspector = inspect(sync_conn)
-        gaps = []
-        for table in tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            gaps += [f"{table.name}.{c.name}" for c in table.columns if c.name not in present]
-        return gaps
-
-    async with engine.connect() as conn:
-        gaps = await conn.run_sync(missing)
-    if gaps:
-        raise OutdatedStore(f"intake's store predates this version (missing {', '.join(gaps[:5])}); "
-                            "start from an empty store (e.g. remove var/intake.db) or migrate it")

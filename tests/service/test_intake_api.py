@@ -11,7 +11,7 @@ from sqlmodel import func, select
 
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
-from services.intake.store import AssessmentRecord, CaseFile, HelpRequest
+from services.intake.store import CaseFile, HelpRequest
 from shared.auth import DEV_SECRET, Role, TokenSigner
 from shared.events import Envelope, stream_name
 from shared.events.codes import ExitDestination, PlaceKind
