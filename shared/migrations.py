@@ -30,6 +30,10 @@ def migrations_dir(service: str) -> Path:
     return Path(importlib.import_module(f"services.{service}").__file__).parent / "migrations"
 
 
+def has_migrations(service: str) -> bool:
+    return service in SERVICES and (migrations_dir(service) / "env.py").exists()
+
+
 def alembic_config(service: str, connection=None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir(service)))

@@ -184,6 +184,12 @@ class EventConsumer:
                 await self._apply([entry])
                 await self._ack(stream, [entry])
             except Exception as exc:
+                if await self._handled_elsewhere(entry):
+                    # Another replica committed this event meanwhile (its inbox row won the race).
+                    self.stats["duplicates"] += 1
+                    DUPLICATES.labels(self.service).inc()
+                    await self._ack(stream, [entry])
+                    continue
                 self.stats["failed"] += 1
                 FAILED.labels(self.service, entry.envelope.type).inc()
                 log.error(
@@ -243,6 +249,15 @@ class EventConsumer:
             PROCESSED.labels(self.service, entry.envelope.type).inc()
             log.debug("consumer.handled", event_id=entry.envelope.event_id, event_type=entry.envelope.type,
                       correlation_id=entry.envelope.correlation_id)
+
+    async def _handled_elsewhere(self, entry: Entry) -> bool:
+        try:
+            async with self.uow() as uow:
+                found = (await uow.session.exec(
+                    select(InboxEntry.event_id).where(InboxEntry.event_id == entry.envelope.event_id))).first()
+            return found is not None
+        except Exception:
+            return False
 
     async def _ack(self, stream: str, entries: list[Entry]) -> None:
         client = await self.broker.connect()

@@ -32,6 +32,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         batch_size: int = 500,
         publish_timeout: float = 5.0,
+        lock_rows: bool = False,
     ):
         self.service = service
         self.broker = broker
@@ -39,6 +40,8 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
         self.publish_timeout = publish_timeout
+        # SQLite runs one replica and must not hold its write lock while Redis is slow.
+        self.lock_rows = lock_rows
         self._wake = asyncio.Event()
         self.last_error: str | None = None
         self.published_total = 0
@@ -67,20 +70,44 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 10.0)
 
     async def publish_pending(self) -> int:
+        if self.lock_rows:
+            return await self._publish_locked()
         async with self.sessions() as session:
-            rows = (
-                await session.exec(
-                    select(OutboxEntry)
-                    .where(col(OutboxEntry.published_at).is_(None))
-                    .order_by(col(OutboxEntry.id))
-                    .limit(self.batch_size)
-                )
-            ).all()
-            pending = [(row.id, row.stream, row.body, row.event_id) for row in rows]
+            pending = await self._unpublished(session)
             await session.rollback()
         if not pending:
             return 0
+        await self._publish(pending)
+        async with self.sessions() as session:
+            await self._mark_published(session, pending)
+            await session.commit()
+        return self._count(pending)
 
+    async def _publish_locked(self) -> int:
+        """PostgreSQL: rows stay locked from read to mark, so replicas' relays never publish the same row."""
+        async with self.sessions() as session:
+            pending = await self._unpublished(session, lock=True)
+            if not pending:
+                await session.rollback()
+                return 0
+            await self._publish(pending)
+            await self._mark_published(session, pending)
+            await session.commit()
+        return self._count(pending)
+
+    async def _unpublished(self, session: AsyncSession, lock: bool = False) -> list[tuple]:
+        query = (
+            select(OutboxEntry)
+            .where(col(OutboxEntry.published_at).is_(None))
+            .order_by(col(OutboxEntry.id))
+            .limit(self.batch_size)
+        )
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        rows = (await session.exec(query)).all()
+        return [(row.id, row.stream, row.body, row.event_id) for row in rows]
+
+    async def _publish(self, pending: list[tuple]) -> None:
         client = await self.broker.connect()
         async with client.pipeline(transaction=False) as pipe:
             for _, stream, body, event_id in pending:
@@ -93,17 +120,18 @@ class OutboxRelay:
                     pipeline=pipe,
                 )
             await asyncio.wait_for(pipe.execute(), timeout=self.publish_timeout)
-
-        # A crash here republishes these rows; consumers' inboxes drop the duplicates.
+        # A crash from here until the mark commits republishes these rows; inboxes drop the copies.
         if FAULTS:
             await fault_point("after_publish")
-        async with self.sessions() as session:
-            await session.exec(
-                update(OutboxEntry)
-                .where(col(OutboxEntry.id).in_([row_id for row_id, *_ in pending]))
-                .values(published_at=datetime.now(UTC))
-            )
-            await session.commit()
+
+    async def _mark_published(self, session: AsyncSession, pending: list[tuple]) -> None:
+        await session.exec(
+            update(OutboxEntry)
+            .where(col(OutboxEntry.id).in_([row_id for row_id, *_ in pending]))
+            .values(published_at=datetime.now(UTC))
+        )
+
+    def _count(self, pending: list[tuple]) -> int:
         self.published_total += len(pending)
         PUBLISHED.labels(self.service).inc(len(pending))
         return len(pending)

@@ -12,6 +12,7 @@ from faststream.redis import RedisBroker
 from sqlalchemy import Table, text
 
 from shared.auth import TokenSigner, staff_dependency
+from shared.migrations import has_migrations, upgrade
 from shared.observability import (
     GROUP_LAG,
     GROUP_PENDING,
@@ -23,7 +24,7 @@ from shared.observability import (
     span,
 )
 from shared.settings import ServiceSettings
-from shared.store import create_tables, make_engine, session_factory
+from shared.store import create_tables, is_sqlite, make_engine, session_factory
 
 from .consumer import EventConsumer, Handler
 from .relay import OutboxRelay
@@ -46,7 +47,8 @@ class ServiceRuntime:
             log_level=logging.DEBUG,  # per-message logs stay off the hot path
             graceful_timeout=10,
         )
-        self.relay = OutboxRelay(settings.service_name, self.broker, self.sessions, poll_seconds=settings.outbox_poll_seconds)
+        self.relay = OutboxRelay(settings.service_name, self.broker, self.sessions, poll_seconds=settings.outbox_poll_seconds,
+                                 lock_rows=not is_sqlite(settings.database_url))
         self.uow = UnitOfWorkFactory(self.sessions, settings.namespace, self.relay.wake, settings.service_name)
         self.consumer = EventConsumer(
                 self.broker,
@@ -70,7 +72,12 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         if self.settings.create_tables:
-            await create_tables(self.engine, self.tables)
+            # A service's store is created and upgraded by its migrations; bare tables only for
+            # runtimes without any (ad-hoc consumers in tests).
+            if has_migrations(self.settings.service_name):
+                await upgrade(self.engine, self.settings.service_name)
+            else:
+                await create_tables(self.engine, self.tables)
         for hook in self.startup:
             await hook()
         await self._connect_with_retry()
