@@ -36,7 +36,9 @@ def main() -> int:
         stack.start(SERVICES, timeout=60)
         print(f"""
 The refuge stack is running.
-  staff console / intake API docs:  http://127.0.0.1:{PORTS['intake']}/docs
+  staff console:                    http://127.0.0.1:{PORTS['intake']}/
+    first account:                  .venv/bin/python -m services.intake.accounts create NAME --role administrator
+  intake API docs:                  http://127.0.0.1:{PORTS['intake']}/docs
   housing API docs:                 http://127.0.0.1:{PORTS['housing']}/docs
   referrals API docs:               http://127.0.0.1:{PORTS['referrals']}/docs
   notify API docs:                  http://127.0.0.1:{PORTS['notify']}/docs
