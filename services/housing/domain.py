@@ -6,6 +6,7 @@ Nothing here imports FastStream or SQLModel; handlers.py applies these rules ins
 from __future__ import annotations
 
 import calendar
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -132,3 +133,10 @@ def place_kind_for(track: Track, place_kind: PlaceKind | None) -> PlaceKind | No
     if place_kind is not None:
         return place_kind
     return {Track.youth: PlaceKind.emergency, Track.cadal: PlaceKind.cadal}.get(track)
+
+
+def tombstone(erasure_ref: str) -> str:
+    """What replaces an erased person's reference where a row must stay (capacity, statistics).
+    One per erasure, and short enough for a reference column (32 characters)."""
+    ref = f"ERASED-{erasure_ref}"
+    return ref if len(ref) <= 32 else "ERASED-" + hashlib.sha256(erasure_ref.encode()).hexdigest()[:25]

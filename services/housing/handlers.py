@@ -34,7 +34,8 @@ from shared.events.housing import (
     StayExtended,
     WaitlistExit,
 )
-from shared.events.intake import RequestAssessed
+from shared.events.erasure import ErasureConfirmed
+from shared.events.intake import ErasureRequested, RequestAssessed
 from shared.messaging import UnitOfWork
 
 from . import domain
@@ -85,7 +86,55 @@ class Housing:
         self.ending_thresholds = tuple(sorted(set(ending_thresholds), reverse=True))
 
     def handlers(self) -> dict:
-        return {"RequestAssessed": self.on_request_assessed}
+        return {"RequestAssessed": self.on_request_assessed, "ErasureRequested": self.on_erasure_requested}
+
+    # --- erasure (GDPR Art. 17) -------------------------------------------------------
+
+    async def on_erasure_requested(self, uow: UnitOfWork, envelope: Envelope, event: ErasureRequested) -> None:
+        """Erase the person in one unit of work. Waiting entries, extensions (reason, approver) go;
+        stays and offers stay for occupancy and statistics under a per-erasure tombstone, their free
+        text blanked. An open stay keeps its place occupied: the bed is still taken."""
+        erased = await self.erase_person(uow, event.person_ref, domain.tombstone(event.erasure_ref))
+        uow.emit(ErasureConfirmed(erasure_ref=event.erasure_ref, person_ref=event.person_ref, service="housing",
+                                  records_erased=erased), causation=envelope)
+        log.info("erasure.done", event_id=envelope.event_id, erasure_ref=event.erasure_ref, records_erased=erased)
+
+    async def erase_person(self, uow: UnitOfWork, person_ref: str, tombstone: str) -> int:
+        session = uow.session
+        erased = 0
+        stays = (await session.exec(select(Stay).where(Stay.person_ref == person_ref))).all()
+        for stay in stays:
+            extensions = (await session.exec(select(StayExtension).where(StayExtension.stay_id == stay.id))).all()
+            for extension in extensions:
+                await session.delete(extension)
+            moves = (await session.exec(select(StayMove).where(StayMove.stay_id == stay.id))).all()
+            for move in moves:
+                move.reason = ""
+                session.add(move)
+            stay.person_ref = tombstone
+            stay.request_ref = None
+            stay.correlation_id = None
+            stay.follow_up = None
+            session.add(stay)
+            erased += 1 + len(extensions) + len(moves)
+        offers = (await session.exec(select(Offer).where(Offer.person_ref == person_ref))).all()
+        for offer in offers:
+            offer.person_ref = tombstone
+            offer.reason = None
+            session.add(offer)
+            erased += 1
+        entries = (await session.exec(select(WaitlistEntry).where(WaitlistEntry.person_ref == person_ref))).all()
+        offered = {offer.waitlist_id for offer in offers}
+        for entry in entries:
+            if entry.id in offered:  # an offer points at it: keep the line, not the person
+                entry.person_ref = tombstone
+                entry.request_ref = None
+                entry.correlation_id = None
+                session.add(entry)
+            else:
+                await session.delete(entry)
+            erased += 1
+        return erased
 
     # --- reacting to intake's decisions -----------------------------------------------
 

@@ -225,3 +225,15 @@ def valid_webhook_secret(secret: str) -> bool:
         return len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) >= 24
     except ValueError:
         return False
+
+
+def tombstone(erasure_ref: str) -> str:
+    """What replaces an erased person's reference in the delivery log. One per erasure, and short
+    enough for any reference column (32 characters)."""
+    ref = f"ERASED-{erasure_ref}"
+    return ref if len(ref) <= 32 else "ERASED-" + hashlib.sha256(erasure_ref.encode()).hexdigest()[:25]
+
+
+def without_person(context: dict, person_ref: str, tombstone: str) -> dict:
+    """A delivery's context with every mention of an erased person replaced by the tombstone."""
+    return {key: tombstone if value == person_ref else value for key, value in (context or {}).items()}

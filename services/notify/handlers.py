@@ -24,12 +24,13 @@ import httpx
 import orjson
 import structlog
 from jinja2 import TemplateError
-from sqlalchemy import and_, delete, or_, update
+from sqlalchemy import and_, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from shared.auth import TokenSigner
 from shared.events import Envelope, new_ref
+from shared.events.erasure import ErasureConfirmed
 from shared.events.notify import NotificationDelivered, NotificationFailed
 from shared.messaging import UnitOfWork, UnitOfWorkFactory
 from shared.messaging.faults import SPEC as FAULTS
@@ -114,6 +115,9 @@ class Notify:
                                 domain.channels_for(rule.channel, email=recipient.email, webhook=recipient.webhook)):
                     planned += await self._plan(uow, envelope, fields, rule, recipient, channel, now)
         await self._project(uow, envelope, fields)
+        if envelope.type == "ErasureRequested":
+            # After planning: the Art. 17(2) notices above found the informed partners by this reference.
+            await self._erase(uow, envelope, fields["erasure_ref"], fields["person_ref"])
         if planned:
             log.info("event.handled", event_id=envelope.event_id, event_type=envelope.type, planned=planned)
             self.wake()
@@ -185,8 +189,28 @@ class Notify:
                 row.withdrawn = True
                 row.updated_at = self.now()
                 session.add(row)
-        elif envelope.type == "ErasureRequested":
-            await session.exec(delete(Consent).where(Consent.person_ref == fields["person_ref"]))
+
+    async def _erase(self, uow: UnitOfWork, envelope: Envelope, erasure_ref: str, person_ref: str) -> None:
+        """GDPR Art. 17: consents go (in _project); the delivery log keeps its lines for counting,
+        under a per-erasure tombstone, with the person's reference taken out of their contexts. The
+        Art. 17(2) notices just planned keep it in their context until sent: the partner must learn
+        whom to erase (it is scrubbed when the notice is sent, see _record_sent)."""
+        tombstone = domain.tombstone(erasure_ref)
+        session = uow.session
+        erased = (await session.exec(select(func.count()).select_from(Consent).where(
+            Consent.person_ref == person_ref))).one()
+        await session.exec(delete(Consent).where(col(Consent.person_ref) == person_ref))
+        rows = (await session.exec(select(Delivery).where(Delivery.person_ref == person_ref))).all()
+        for row in rows:
+            row.person_ref = tombstone
+            row.correlation_id = None
+            if row.cause_event_id != envelope.event_id:
+                row.context = domain.without_person(row.context, person_ref, tombstone)
+            session.add(row)
+        erased += len(rows)
+        uow.emit(ErasureConfirmed(erasure_ref=erasure_ref, person_ref=person_ref, service="notify",
+                                  records_erased=erased), causation=envelope)
+        log.info("erasure.done", event_id=envelope.event_id, erasure_ref=erasure_ref, records_erased=erased)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -398,6 +422,9 @@ class Notify:
             values = dict(status=Status.sent, sent_at=self.now(), last_error=None, reason_code=None)
             if shared:
                 values["personal_data_shared"] = True
+            if delivery.cause_event_type == "ErasureRequested" and delivery.context.get("person_ref"):
+                # The Art. 17(2) notice is out: notify forgets whom it was about.
+                values["context"] = {**delivery.context, "person_ref": delivery.person_ref}
             result = await uow.session.exec(update(Delivery).where(self._ours(delivery, claim)).values(**values))
             if result.rowcount != 1:
                 log.warning("delivery.lease_lost", notification_ref=delivery.notification_ref)

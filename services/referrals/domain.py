@@ -6,6 +6,7 @@ The directory is held as HSDS 3 documents (plain dicts, see directory.py); this 
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -482,3 +483,10 @@ def referral_email(org: dict) -> str | None:
         if contact.get("email"):
             return contact["email"]
     return None
+
+
+def tombstone(erasure_ref: str) -> str:
+    """What replaces an erased person's reference where a row must stay (statistics, the partner's
+    referral). One per erasure, and short enough for a reference column (32 characters)."""
+    ref = f"ERASED-{erasure_ref}"
+    return ref if len(ref) <= 32 else "ERASED-" + hashlib.sha256(erasure_ref.encode()).hexdigest()[:25]

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 
 from shared.events import Envelope, new_ref
 from shared.events.codes import Need, Track
+from shared.events.erasure import ErasureConfirmed
 from shared.events.referrals import PersonFollowed, ReferralMade, ReferralStatusChanged
 from shared.messaging import UnitOfWork, UnitOfWorkFactory
 
@@ -62,7 +63,25 @@ class Referrals:
             "StayEnding": self.on_stay_ending,
             "ConsentGiven": self.on_consent_given,
             "ConsentWithdrawn": self.on_consent_withdrawn,
+            "ErasureRequested": self.on_erasure_requested,
         }
+
+    async def on_erasure_requested(self, uow: UnitOfWork, envelope: Envelope, event) -> None:
+        """GDPR Art. 17 in one unit of work: needs, consents and the follow-up go; referrals stay
+        (their partner was told, and statistics count them by status) under a per-erasure tombstone,
+        with override reasons and the cause blanked and nothing left to share."""
+        session = uow.session
+        erased = 0
+        for table in (FollowedPerson, PersonNeed, Consent):
+            result = await session.exec(delete(table).where(col(table.person_ref) == event.person_ref))
+            erased += result.rowcount or 0
+        result = await session.exec(update(Referral).where(col(Referral.person_ref) == event.person_ref).values(
+            person_ref=domain.tombstone(event.erasure_ref), cause_ref=None, consent_ref=None, share_requested=False,
+            override_reason=None, override_by=None, override_at=None, updated_at=self.now()))
+        erased += result.rowcount or 0
+        uow.emit(ErasureConfirmed(erasure_ref=event.erasure_ref, person_ref=event.person_ref, service="referrals",
+                                  records_erased=erased), causation=envelope)
+        log.info("erasure.done", event_id=envelope.event_id, erasure_ref=event.erasure_ref, records_erased=erased)
 
     # --- events ----------------------------------------------------------------------------
 
