@@ -4,8 +4,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 WORKDIR /app
 
 # Dependency layer: rebuilt only when the lock file changes.
-COPY requirements.lock ./
-RUN pip install -r requirements.lock
+COPY requirements.runtime.lock ./
+RUN pip install -r requirements.runtime.lock
 
 COPY pyproject.toml ./
 COPY shared ./shared

@@ -83,3 +83,8 @@ STORE ?= sqlite
 chaos: install
 	$(BIN)/python -m chaos --seed $(SEED) --ops $(OPS) --store $(STORE) \
 	  $(if $(DURATION),--duration $(DURATION)) $(if $(POSTGRES_URL),--postgres-url $(POSTGRES_URL)) $(CHAOS_ARGS)
+
+# Re-pin every dependency: the full lock (tests included) and the image's runtime lock.
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra test -o requirements.lock --python-version 3.11 -q
+	$(BIN)/uv pip compile pyproject.toml -o requirements.runtime.lock --python-version 3.11 -q
