@@ -15,7 +15,7 @@ class ChaosConfig:
     # Operations per second the workload aims at (a slower machine simply takes longer).
     rate: float = 40.0
     concurrency: int = 6
-    max_backlog: int = 400  # the workload waits while the services are more entries behind than this
+    max_backlog: int = 200  # the workload waits while the services are more entries behind than this
     http_timeout: float = 8.0  # a request still unanswered after this is "unknown", not "refused"
 
     # Faults, each due at a random point of the workload's progress and ending by itself.
