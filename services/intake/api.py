@@ -9,12 +9,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.auth import Staff
 from shared.messaging import ServiceRuntime
 
-from . import queries
+from . import handlers, queries
 from .accounts import StaffAccounts
 from .access import active_staff_dependency, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .schemas import (
-    CaseFileOut, CaseFileSummary, CountersOut, FollowUpIn, FollowUpOut, MatchOut, MatchQuery, NewRequest, OverrideIn,
+    CaseFileOut, CaseFileSummary, ConsentIn, ConsentOut, CountersOut, FollowUpIn, FollowUpOut, MatchOut, MatchQuery, NewRequest, OverrideIn,
     QueueOut, RequestOut, SessionOut, SignIn, TimelineOut, ValidationErrorOut,
 )
 
@@ -175,5 +175,30 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     async def timeline(person_ref: str, staff: Staff = Depends(case_reader)) -> list[TimelineOut]:
         async with runtime.sessions() as session:
             return await queries.get_timeline(session, person_ref, actor=staff.username)
+
+    # --- consent (rule 8) ------------------------------------------------------------------
+
+    @router.post("/case-files/{person_ref}/consents", status_code=status.HTTP_201_CREATED, response_model=ConsentOut,
+                 tags=["consent"], operation_id="give_consent", responses={**SIGNED_IN, **NOT_FOUND})
+    async def give_consent(person_ref: str, body: ConsentIn, staff: Staff = Depends(case_reader)) -> ConsentOut:
+        """Record that the person agrees a partner may receive their data for a purpose (optionally until a day)."""
+        async with runtime.uow() as uow:
+            consent = await intake.give_consent(uow, person_ref, body, actor=staff.username)
+        return queries.consent_out(consent, intake.today())
+
+    @router.get("/case-files/{person_ref}/consents", response_model=list[ConsentOut], tags=["consent"],
+                operation_id="list_consents", responses={**SIGNED_IN, **NOT_FOUND})
+    async def list_consents(person_ref: str, staff: Staff = Depends(case_reader)) -> list[ConsentOut]:
+        async with runtime.sessions() as session:
+            await handlers.case_file(session, person_ref)
+            return await queries.consents_of(session, person_ref, today=intake.today())
+
+    @router.post("/case-files/{person_ref}/consents/{consent_ref}/withdraw", response_model=ConsentOut,
+                 tags=["consent"], operation_id="withdraw_consent", responses={**SIGNED_IN, **NOT_FOUND})
+    async def withdraw_consent(person_ref: str, consent_ref: str, staff: Staff = Depends(case_reader)) -> ConsentOut:
+        """Withdraw a consent: referrals and notify stop sharing with that partner from then on."""
+        async with runtime.uow() as uow:
+            consent = await intake.withdraw_consent(uow, person_ref, consent_ref, actor=staff.username)
+        return queries.consent_out(consent, intake.today())
 
     return router

@@ -32,7 +32,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     intake = Intake(youth_band=(settings.youth_min_age, settings.youth_max_age),
                     minor_follow_up_days=settings.minor_follow_up_days, timezone=settings.timezone)
     counters = queries.PublicCounters(runtime.sessions, settings.counters_cache_seconds)
-    services = OtherServices(settings.housing_url, settings.upstream_timeout_seconds)
+    services = OtherServices(settings.housing_url, settings.upstream_timeout_seconds, settings.referrals_url)
     secure_cookies = settings.public_base_url.startswith("https://")
     staff_accounts = StaffAccounts(runtime.sessions, time_cost=settings.argon2_time_cost,
                                    memory_kib=settings.argon2_memory_kib)

@@ -23,7 +23,7 @@ from .accounts import StaffAccounts
 from .access import TOKEN_COOKIE, Csrf, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .i18n import LANGUAGE_COOKIE, LANGUAGES, Console, format_day
-from .schemas import FollowUpIn, Language, MatchQuery, NewRequest, OverrideIn
+from .schemas import CONSENT_PURPOSES, ConsentIn, FollowUpIn, Language, MatchQuery, NewRequest, OverrideIn
 from .upstream import OtherServices, Unreachable
 
 PLAIN_FIELDS = ("person_ref", "name", "date_of_birth", "stated_age", "language", "phone", "email", "preferred_contact",
@@ -379,11 +379,18 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         for e in case.timeline:
             lines.append(Line(e.occurred_at, "services", t.timeline(e.event_type, e.details)))
         lines.sort(key=lambda line: _aware(line.at))
-        saved = {"override": _("Decision recorded."), "follow-up": _("Follow-up recorded.")}.get(
+        try:
+            partners = await services.partners(request.cookies[TOKEN_COOKIE])
+        except Unreachable:
+            partners = None
+        partner_names = {p["partner_ref"]: p["name"] for p in partners or []}
+        saved = {"override": _("Decision recorded."), "follow-up": _("Follow-up recorded."),
+                 "consent": _("Consent recorded."), "withdrawn": _("Consent withdrawn.")}.get(
             request.query_params.get("saved", ""))
         return render(request, "case_file.html", status=status, staff=staff, case=case, stays=stays, timeline=lines,
                       recorded=request.query_params.get("recorded", "")[:32], saved=saved,
-                      form_errors=form_errors or {}, open_form=open_form)
+                      form_errors=form_errors or {}, open_form=open_form, partners=partners,
+                      partner_names=partner_names, purposes=CONSENT_PURPOSES)
 
     @router.get("/case-files/{person_ref}")
     async def case_file_page(request: Request, person_ref: str) -> Response:
@@ -438,6 +445,41 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
     @router.post("/requests/{request_ref}/follow-up")
     async def follow_up(request: Request, request_ref: str) -> Response:
         return await act_on_request(request, request_ref, "follow-up", FollowUpIn, intake.record_follow_up)
+
+    @router.post("/case-files/{person_ref}/consents")
+    async def give_consent(request: Request, person_ref: str) -> Response:
+        staff, form = await guarded_form(request)
+        if form is None:
+            return staff
+        t = Words(gettext(request), console.language_of(request))
+        try:
+            data = ConsentIn.model_validate({k: v for k, v in form.items() if k != "csrf_token" and v != ""})
+            async with runtime.uow() as uow:
+                await intake.give_consent(uow, person_ref, data, actor=staff.username)
+        except ValidationError as exc:
+            errors = {field_of(e["loc"]): t.field_error(field_of(e["loc"])) for e in exc.errors()}
+            return await case_file(request, staff, person_ref, status=422, form_errors={"consent": errors},
+                                   open_form="consent")
+        except Invalid as exc:
+            return await case_file(request, staff, person_ref, status=422,
+                                   form_errors={"consent": {exc.field: t.field_error(exc.field)}}, open_form="consent")
+        except NotFound:
+            _ = gettext(request)
+            return message(request, 404, _("Not found"), _("There is no such case file."), staff)
+        return redirect(f"/case-files/{person_ref}?saved=consent#consents")
+
+    @router.post("/case-files/{person_ref}/consents/{consent_ref}/withdraw")
+    async def withdraw_consent(request: Request, person_ref: str, consent_ref: str) -> Response:
+        staff, form = await guarded_form(request)
+        if form is None:
+            return staff
+        try:
+            async with runtime.uow() as uow:
+                await intake.withdraw_consent(uow, person_ref, consent_ref, actor=staff.username)
+        except NotFound:
+            _ = gettext(request)
+            return message(request, 404, _("Not found"), _("There is no such consent."), staff)
+        return redirect(f"/case-files/{person_ref}?saved=withdrawn#consents")
 
     # --- public counters, embeddable ----------------------------------------------------------------
 

@@ -16,12 +16,12 @@ from sqlmodel import col, select
 
 from shared.events import Envelope, new_ref
 from shared.events.codes import Decision, PlaceKind, Track
-from shared.events.intake import RequestAssessed, RequestReceived
+from shared.events.intake import ConsentGiven, ConsentWithdrawn, RequestAssessed, RequestReceived
 from shared.messaging import UnitOfWork
 
 from . import domain
-from .schemas import REQUEST_REF, FollowUpIn, NewRequest, OverrideIn
-from .store import AssessmentRecord, CaseFile, FollowUp, HelpRequest, TimelineEntry
+from .schemas import CONSENT_REF, PERSON_REF, REQUEST_REF, ConsentIn, FollowUpIn, NewRequest, OverrideIn
+from .store import AssessmentRecord, CaseFile, Consent, FollowUp, HelpRequest, TimelineEntry
 
 log = structlog.get_logger("intake")
 
@@ -145,6 +145,47 @@ class Intake:
         await uow.commit()
         log.info("request.followed_up", request_ref=request_ref, actor=actor)
         return follow_up
+
+    async def give_consent(self, uow: UnitOfWork, person_ref: str, data: ConsentIn, *, actor: str) -> Consent:
+        await case_file(uow.session, person_ref)
+        if data.expires_on is not None and data.expires_on < self.today():
+            raise Invalid("expires_on", "must not be in the past")
+        consent = Consent(consent_ref=new_ref("C"), person_ref=person_ref, partner_ref=data.partner_ref,
+                          purpose=data.purpose, expires_on=data.expires_on, given_at=self.now(), given_by=actor)
+        uow.session.add(consent)
+        emitted = uow.emit(ConsentGiven(consent_ref=consent.consent_ref, person_ref=person_ref,
+                                        partner_ref=consent.partner_ref, purpose=consent.purpose,
+                                        expires_on=consent.expires_on))
+        await uow.commit()
+        log.info("consent.given", consent_ref=consent.consent_ref, event_id=emitted.event_id, actor=actor)
+        return consent
+
+    async def withdraw_consent(self, uow: UnitOfWork, person_ref: str, consent_ref: str, *, actor: str) -> Consent:
+        check_ref(person_ref, PERSON_REF)
+        check_ref(consent_ref, CONSENT_REF)
+        consent = (await uow.session.exec(select(Consent).where(Consent.consent_ref == consent_ref,
+                                                                 Consent.person_ref == person_ref))).first()
+        if consent is None:
+            raise NotFound(consent_ref)
+        if consent.withdrawn_at is not None:
+            await uow.commit()  # nothing changed; committing keeps the row readable after the unit of work
+            return consent  # withdrawing twice tells no one again
+        consent.withdrawn_at = self.now()
+        consent.withdrawn_by = actor
+        uow.session.add(consent)
+        emitted = uow.emit(ConsentWithdrawn(consent_ref=consent_ref, person_ref=person_ref,
+                                            partner_ref=consent.partner_ref, purpose=consent.purpose))
+        await uow.commit()
+        log.info("consent.withdrawn", consent_ref=consent_ref, event_id=emitted.event_id, actor=actor)
+        return consent
+
+
+async def case_file(session, person_ref: str) -> CaseFile:
+    check_ref(person_ref, PERSON_REF)
+    person = (await session.exec(select(CaseFile).where(CaseFile.person_ref == person_ref))).first()
+    if person is None:
+        raise NotFound(person_ref)
+    return person
 
 
 def check_ref(ref: str, pattern: str) -> str:

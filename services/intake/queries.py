@@ -19,10 +19,10 @@ from shared.events.codes import Decision, Track
 from . import domain
 from .handlers import NotFound, check_ref
 from .schemas import (
-    PERSON_REF, REQUEST_REF, AssessmentOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
+    PERSON_REF, REQUEST_REF, AssessmentOut, ConsentOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
     QueueItem, QueueOut, RequestOut, RuleOut, TimelineOut,
 )
-from .store import AssessmentRecord, CaseFile, FollowUp, HelpRequest, TimelineEntry
+from .store import AssessmentRecord, CaseFile, Consent, FollowUp, HelpRequest, TimelineEntry
 
 
 def person_age(person: CaseFile, today: date) -> int | None:
@@ -100,7 +100,21 @@ async def get_case_file(session, person_ref: str, *, actor: str, today: date) ->
         follow_ups=[FollowUpOut(request_ref=f.request_ref, done_at=f.done_at, done_by=f.done_by, note=f.note,
                                 next_follow_up_on=f.next_follow_up_on) for f in follow_ups],
         timeline=timeline,
+        consents=await consents_of(session, person_ref, today=today),
     )
+
+
+def consent_out(c: Consent, today: date) -> ConsentOut:
+    in_force = c.withdrawn_at is None and (c.expires_on is None or today <= c.expires_on)
+    return ConsentOut(consent_ref=c.consent_ref, person_ref=c.person_ref, partner_ref=c.partner_ref, purpose=c.purpose,
+                      expires_on=c.expires_on, given_at=c.given_at, given_by=c.given_by, withdrawn_at=c.withdrawn_at,
+                      withdrawn_by=c.withdrawn_by, in_force=in_force)
+
+
+async def consents_of(session, person_ref: str, *, today: date) -> list[ConsentOut]:
+    rows = (await session.exec(select(Consent).where(Consent.person_ref == person_ref)
+                               .order_by(col(Consent.id).desc()))).all()
+    return [consent_out(c, today) for c in rows]
 
 
 async def get_timeline(session, person_ref: str, *, actor: str) -> list[TimelineOut]:

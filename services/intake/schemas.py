@@ -246,6 +246,48 @@ class FollowUpOut(BaseModel):
     next_follow_up_on: date | None
 
 
+# The purposes referrals and notify understand: any referral, a partner category, or a referral
+# for that category only (services/referrals/domain.purpose_covers).
+PARTNER_CATEGORIES = (
+    "legal_aid", "psychosocial_support", "language_integration", "shelter", "detention_visits", "fgm_support",
+    "youth_services", "housing_search", "health", "social_assistance", "family_reunification",
+    "employment_training", "material_aid", "information_advocacy",
+)
+CONSENT_PURPOSES = ("referral", *PARTNER_CATEGORIES, *(f"referral:{c}" for c in PARTNER_CATEGORIES))
+CONSENT_REF = r"^C-[0-9a-f]{12}$"
+ERASURE_REF = r"^E-[0-9a-f]{12}$"
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    partner_ref: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
+                             description="the partner organisation's reference in referrals' directory")
+    purpose: str = Field(description="`referral`, a partner category code, or `referral:<category>`")
+    expires_on: date | None = Field(None, description="the consent lapses after this day")
+
+    @field_validator("purpose")
+    @classmethod
+    def known_purpose(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in CONSENT_PURPOSES:
+            raise ValueError("unknown purpose: use referral, a partner category, or referral:<category>")
+        return value
+
+
+class ConsentOut(BaseModel):
+    consent_ref: str
+    person_ref: str
+    partner_ref: str
+    purpose: str
+    expires_on: date | None
+    given_at: datetime
+    given_by: str
+    withdrawn_at: datetime | None
+    withdrawn_by: str | None
+    in_force: bool = Field(description="not withdrawn and not expired")
+
+
 class CaseFileOut(BaseModel):
     person_ref: str
     name: str
@@ -262,6 +304,7 @@ class CaseFileOut(BaseModel):
     requests: list[RequestOut] = Field(description="newest first")
     follow_ups: list[FollowUpOut]
     timeline: list[TimelineOut]
+    consents: list[ConsentOut] = Field(default_factory=list, description="newest first, withdrawn ones included")
 
 
 class CaseFileSummary(BaseModel):

@@ -116,8 +116,26 @@ class StaffAccount(SQLModel, table=True):
     last_sign_in_at: datetime | None = None
 
 
+class Consent(SQLModel, table=True):
+    """The person agreed that a partner may receive their data for a purpose (rule 8), until
+    `expires_on` or until withdrawn."""
+
+    __tablename__ = "intake_consent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    consent_ref: str = Field(max_length=32, unique=True, index=True)
+    person_ref: str = Field(max_length=32, index=True)
+    partner_ref: str = Field(max_length=64)
+    purpose: str = Field(max_length=80)
+    expires_on: date | None = None
+    given_at: datetime = Field(default_factory=utcnow)
+    given_by: str = Field(max_length=100)
+    withdrawn_at: datetime | None = None
+    withdrawn_by: str | None = Field(default=None, max_length=100)
+
+
 TABLES = [
     CaseFile.__table__, HelpRequest.__table__, AssessmentRecord.__table__, FollowUp.__table__,
-    TimelineEntry.__table__, StaffAccount.__table__,
+    TimelineEntry.__table__, StaffAccount.__table__, Consent.__table__,
 ]
 
