@@ -134,7 +134,8 @@ async def _run_in(config: ChaosConfig, say: Callable[[str], None], workdir: Path
         workdir=str(workdir),
     )
     compare(expected_effects(ledger), obs, ledger, report)
-    report.not_accepted = dict(Counter(op.detail for op in ledger.operations if op.status != "accepted").most_common(8))
+    report.not_accepted = dict(Counter(f"{op.kind}:{op.detail}" for op in ledger.operations
+                                       if op.status in ("refused", "unknown")).most_common(8))
     check_dead_letters(events.log, obs, report, config.max_deliveries)
     report.mails_received, report.mail_resends = obs.mails_received, obs.mail_resends
     report.deliveries_not_sent, report.mails_missing = obs.deliveries_not_sent, obs.mails_missing
