@@ -65,10 +65,27 @@ def run_env(service: str, tables: list[Table]) -> None:
 
 
 async def upgrade(engine: AsyncEngine, service: str, revision: str = "head") -> None:
-    async with engine.begin() as conn:
-        if not is_sqlite(str(engine.url)):
+    def run(sync_conn) -> None:
+        command.upgrade(alembic_config(service, sync_conn), revision)
+
+    if not is_sqlite(str(engine.url)):
+        async with engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"refuge-migrate-{service}"})
-        await conn.run_sync(lambda sync_conn: command.upgrade(alembic_config(service, sync_conn), revision))
+            await conn.run_sync(run)
+        return
+    # SQLite alters a table by copying it; foreign keys must be off (outside any transaction)
+    # while the old table is dropped, and are checked again once the migration committed.
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            await conn.run_sync(run)
+            await conn.commit()
+            broken = await (await raw.execute("PRAGMA foreign_key_check")).fetchall()
+            if broken:
+                raise RuntimeError(f"{service}: migration left {len(broken)} rows with broken foreign keys")
+        finally:
+            await raw.execute("PRAGMA foreign_keys=ON")
 
 
 async def current(engine: AsyncEngine, service: str) -> str | None:
