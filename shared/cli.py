@@ -354,3 +354,102 @@ def docs(
 
 if __name__ == "__main__":
     main()
+
+
+# --- through the services' APIs ---------------------------------------------------------
+
+places_app = typer.Typer(help="The inventory of places (through housing's API).", no_args_is_help=True)
+directory_app = typer.Typer(help="The partner directory (through referrals' API), as HSDS JSON or CSV zip.",
+                            no_args_is_help=True)
+app.add_typer(places_app, name="places")
+app.add_typer(directory_app, name="directory")
+ApiTimeout = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer of a service.")]
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def accounts(ctx: typer.Context) -> None:
+    """Staff accounts: create NAME --role ROLE | set-password NAME | deactivate NAME | activate NAME | list."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "services.intake.accounts", *ctx.args])
+    raise typer.Exit(result.returncode)
+
+
+@places_app.command("load")
+def places_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON: {flats: [{code, address, places: [{place_ref, kind}]}]}")],
+                timeout: ApiTimeout = 10.0) -> None:
+    """Add flats and places from a file; those already there are left as they are."""
+    from shared.ops.service_api import call
+
+    try:
+        flats = json.loads(file.read_text())["flats"]
+    except (ValueError, KeyError, TypeError) as exc:
+        err.print(f"[red]error:[/] {escape(str(file))} is not a places file ({type(exc).__name__})")
+        raise typer.Exit(EXIT_FAILED) from None
+    known_flats = {f["code"] for f in _api_json(call, "housing", "GET", "/api/flats", timeout)}
+    known_places = {p["place_ref"] for p in _api_json(call, "housing", "GET", "/api/places", timeout)}
+    added = 0
+    with _progress() as progress:
+        task = progress.add_task("places", total=sum(len(f.get("places", [])) for f in flats))
+        for flat in flats:
+            if flat["code"] not in known_flats:
+                _api(call, "housing", "POST", "/api/flats", timeout, json={"code": flat["code"], "address": flat["address"]})
+            for place in flat.get("places", []):
+                if place["place_ref"] not in known_places:
+                    _api(call, "housing", "POST", "/api/places", timeout,
+                         json={"flat_code": flat["code"], "kind": place["kind"], "place_ref": place["place_ref"]})
+                    added += 1
+                progress.advance(task)
+    out.print(f"{added} place(s) added")
+
+
+@directory_app.command("export")
+def directory_export(out_file: Annotated[Path, typer.Argument(metavar="FILE", help="*.json (HSDS JSON) or *.zip (HSDS CSV)")],
+                     timeout: ApiTimeout = 30.0) -> None:
+    """Write the whole partner directory to a file."""
+    from shared.ops.service_api import call
+
+    path = "/api/directory/export.zip" if out_file.suffix == ".zip" else "/api/directory/export.json"
+    response = _api(call, "referrals", "GET", path, timeout)
+    out_file.write_bytes(response.content)
+    out.print(f"wrote {out_file} ({len(response.content)} bytes)")
+
+
+@directory_app.command("import")
+def directory_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="*.json or *.zip as exported")],
+                     replace: Annotated[bool, typer.Option("--replace", help="Also remove organisations missing from the file.")] = False,
+                     timeout: ApiTimeout = 60.0) -> None:
+    """Load a directory file (organisations are matched by id and updated)."""
+    from shared.ops.service_api import call
+
+    path = "/api/directory/import.zip" if file.suffix == ".zip" else "/api/directory/import"
+    response = _api(call, "referrals", "POST", path, timeout, params={"replace": str(replace).lower()},
+                    content=file.read_bytes(), headers={"content-type": "application/zip" if file.suffix == ".zip" else "application/json"})
+    out.print(json.dumps(response.json(), indent=2))
+
+
+@app.command()
+def erase(person_ref: Annotated[str, typer.Argument(metavar="PERSON_REF")],
+          reason: Annotated[str, typer.Option("--reason", help="Why (kept in intake, never sent anywhere).")],
+          yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+          timeout: ApiTimeout = 10.0) -> None:
+    """Erase a person everywhere (GDPR Art. 17): intake erases and asks every service to confirm."""
+    from shared.ops.service_api import call
+
+    if not yes and not typer.confirm(f"Erase {person_ref} in every service? This cannot be undone."):
+        raise typer.Exit(EXIT_FAILED)
+    response = _api(call, "intake", "POST", f"/api/case-files/{person_ref}/erasure", timeout, json={"reason": reason})
+    out.print(json.dumps(response.json(), indent=2))
+
+
+def _api(call, service: str, method: str, path: str, timeout: float, **kwargs):
+    try:
+        return call(service, method, path, timeout=timeout, **kwargs)
+    except OpsError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _api_json(call, service: str, method: str, path: str, timeout: float):
+    return _api(call, service, method, path, timeout).json()
