@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.auth import Staff
+from shared.auth import Role, Staff
 from shared.messaging import ServiceRuntime
 
 from . import handlers, queries
@@ -14,7 +14,7 @@ from .accounts import StaffAccounts
 from .access import active_staff_dependency, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .schemas import (
-    CaseFileOut, CaseFileSummary, ConsentIn, ConsentOut, CountersOut, FollowUpIn, FollowUpOut, MatchOut, MatchQuery, NewRequest, OverrideIn,
+    CaseFileOut, CaseFileSummary, ConsentIn, ConsentOut, CountersOut, ErasureIn, ErasureOut, FollowUpIn, FollowUpOut, MatchOut, MatchQuery, NewRequest, OverrideIn,
     QueueOut, RequestOut, SessionOut, SignIn, TimelineOut, ValidationErrorOut,
 )
 
@@ -69,6 +69,12 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
         # Someone whose role does not cover case files is told nothing exists (404, not 403).
         if not reads_case_files(staff):
             raise NotFound("case files")
+        return staff
+
+    def erasure_officer(staff: Staff = Depends(case_reader)) -> Staff:
+        # Erasure and the person's full copy are for the social coordinator and the administrator.
+        if not staff.roles & {Role.social_coordinator, Role.administrator}:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed for your role")
         return staff
 
     # --- sign-in -------------------------------------------------------------------------
@@ -200,5 +206,32 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
         async with runtime.uow() as uow:
             consent = await intake.withdraw_consent(uow, person_ref, consent_ref, actor=staff.username)
         return queries.consent_out(consent, intake.today())
+
+    # --- erasure (Art. 17) and the person's copy (Art. 15) -----------------------------------
+
+    @router.post("/case-files/{person_ref}/erasure", status_code=status.HTTP_201_CREATED, response_model=ErasureOut,
+                 tags=["erasure"], operation_id="request_erasure", responses={**SIGNED_IN, **NOT_FOUND})
+    async def request_erasure(person_ref: str, body: ErasureIn, staff: Staff = Depends(erasure_officer)) -> ErasureOut:
+        """Erase the person's data in intake now and ask every service to erase theirs; each confirms."""
+        async with runtime.uow() as uow:
+            erasure = await intake.request_erasure(uow, person_ref, body, actor=staff.username)
+        async with runtime.sessions() as session:
+            return await queries.get_erasure(session, erasure.erasure_ref)
+
+    @router.get("/erasures/{erasure_ref}", response_model=ErasureOut, tags=["erasure"], operation_id="get_erasure",
+                responses={**SIGNED_IN, **NOT_FOUND})
+    async def get_erasure(erasure_ref: str, staff: Staff = Depends(erasure_officer)) -> ErasureOut:
+        """Which services confirmed the erasure, and which are still expected to."""
+        async with runtime.sessions() as session:
+            return await queries.get_erasure(session, erasure_ref)
+
+    @router.get("/case-files/{person_ref}/export", tags=["erasure"], operation_id="export_case_file",
+                responses={**SIGNED_IN, **NOT_FOUND, 200: {"description": "one JSON file: everything intake holds"}})
+    async def export(person_ref: str, staff: Staff = Depends(erasure_officer)) -> Response:
+        """Everything intake holds about the person (GDPR Art. 15), as one downloadable JSON file."""
+        async with runtime.sessions() as session:
+            document = await queries.export_person(session, person_ref, actor=staff.username, today=intake.today())
+        return JSONResponse(document, headers={
+            "Content-Disposition": f'attachment; filename="intake-{person_ref}.json"', "Cache-Control": "no-store"})
 
     return router

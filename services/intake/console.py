@@ -16,14 +16,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, SignatureExpired
 from pydantic import ValidationError
 
-from shared.auth import Staff
+from shared.auth import Role, Staff
 
 from . import queries, words
 from .accounts import StaffAccounts
 from .access import TOKEN_COOKIE, Csrf, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .i18n import LANGUAGE_COOKIE, LANGUAGES, Console, format_day
-from .schemas import CONSENT_PURPOSES, ConsentIn, FollowUpIn, Language, MatchQuery, NewRequest, OverrideIn
+from .schemas import CONSENT_PURPOSES, ConsentIn, ErasureIn, FollowUpIn, Language, MatchQuery, NewRequest, OverrideIn
 from .upstream import OtherServices, Unreachable
 
 PLAIN_FIELDS = ("person_ref", "name", "date_of_birth", "stated_age", "language", "phone", "email", "preferred_contact",
@@ -480,6 +480,42 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             _ = gettext(request)
             return message(request, 404, _("Not found"), _("There is no such consent."), staff)
         return redirect(f"/case-files/{person_ref}?saved=withdrawn#consents")
+
+    @router.post("/case-files/{person_ref}/erasure")
+    async def request_erasure(request: Request, person_ref: str) -> Response:
+        staff, form = await guarded_form(request)
+        if form is None:
+            return staff
+        _ = gettext(request)
+        if not staff.roles & {Role.social_coordinator, Role.administrator}:
+            return message(request, 403, _("Not available for your role"),
+                           _("Only a social coordinator or an administrator may erase a case file."), staff)
+        t = Words(_, console.language_of(request))
+        try:
+            data = ErasureIn.model_validate({"reason": form.get("reason", "")})
+            async with runtime.uow() as uow:
+                erasure = await intake.request_erasure(uow, person_ref, data, actor=staff.username)
+        except ValidationError:
+            return await case_file(request, staff, person_ref, status=422,
+                                   form_errors={"erasure": {"reason": t.field_error("reason")}}, open_form="erasure")
+        except NotFound:
+            return message(request, 404, _("Not found"), _("There is no such case file."), staff)
+        return redirect(f"/erasures/{erasure.erasure_ref}")
+
+    @router.get("/erasures/{erasure_ref}")
+    async def erasure_page(request: Request, erasure_ref: str) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        _ = gettext(request)
+        try:
+            if not staff.roles & {Role.social_coordinator, Role.administrator}:
+                raise NotFound(erasure_ref)
+            async with runtime.sessions() as session:
+                erasure = await queries.get_erasure(session, erasure_ref)
+        except NotFound:
+            return message(request, 404, _("Not found"), _("There is no such erasure."), staff)
+        return render(request, "erasure.html", staff=staff, erasure=erasure)
 
     # --- public counters, embeddable ----------------------------------------------------------------
 

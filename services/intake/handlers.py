@@ -12,16 +12,18 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 
 from shared.events import Envelope, new_ref
 from shared.events.codes import Decision, PlaceKind, Track
-from shared.events.intake import ConsentGiven, ConsentWithdrawn, RequestAssessed, RequestReceived
+from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequested, RequestAssessed, RequestReceived
 from shared.messaging import UnitOfWork
 
 from . import domain
-from .schemas import CONSENT_REF, PERSON_REF, REQUEST_REF, ConsentIn, FollowUpIn, NewRequest, OverrideIn
-from .store import AssessmentRecord, CaseFile, Consent, FollowUp, HelpRequest, TimelineEntry
+from .schemas import CONSENT_REF, PERSON_REF, REQUEST_REF, ConsentIn, ErasureIn, FollowUpIn, NewRequest, OverrideIn
+from .store import (
+    AssessmentRecord, CaseFile, Consent, Erasure, ErasureConfirmation, FollowUp, HelpRequest, TimelineEntry,
+)
 
 log = structlog.get_logger("intake")
 
@@ -100,7 +102,8 @@ class Intake:
         if data.person_ref is None:
             person = CaseFile(person_ref=new_ref("P"), name=data.name, created_by=actor, created_at=now)
         else:
-            person = (await uow.session.exec(select(CaseFile).where(CaseFile.person_ref == data.person_ref))).first()
+            person = (await uow.session.exec(select(CaseFile).where(
+                CaseFile.person_ref == data.person_ref, col(CaseFile.erased_at).is_(None)))).first()
             if person is None:
                 raise Invalid("person_ref", "no such case file")
         # The latest call gives the latest safe way to reach the person.
@@ -179,10 +182,63 @@ class Intake:
         log.info("consent.withdrawn", consent_ref=consent_ref, event_id=emitted.event_id, actor=actor)
         return consent
 
+    async def request_erasure(self, uow: UnitOfWork, person_ref: str, data: ErasureIn, *, actor: str) -> Erasure:
+        """Erase everything intake holds about the person and ask every other service to do the same (Art. 17)."""
+        person = await case_file(uow.session, person_ref)
+        now = self.now()
+        erasure = Erasure(erasure_ref=new_ref("E"), person_ref=person_ref, requested_at=now, requested_by=actor,
+                          reason=data.reason.strip())
+        erasure.records_erased = await erase_person(uow.session, person, now)
+        uow.session.add(erasure)
+        emitted = uow.emit(ErasureRequested(erasure_ref=erasure.erasure_ref, person_ref=person_ref))
+        await uow.commit()
+        log.info("erasure.requested", erasure_ref=erasure.erasure_ref, event_id=emitted.event_id,
+                 records_erased=erasure.records_erased, actor=actor)
+        return erasure
+
+
+async def erase_person(session, person: CaseFile, now: datetime) -> int:
+    """Intake's own part of an erasure. What survives holds no personal data: the case file's
+    reference as a tombstone, each request's channel, urgency and decisions (codes), and the
+    admissions housing announced, so the anonymous public counters stay as they were."""
+    person_ref = person.person_ref
+    erased = 1
+    person.name, person.name_key = "", ""
+    person.date_of_birth = person.stated_age = person.phone = person.email = None
+    person.phone_key = person.email_key = None
+    person.language, person.safe_to_leave_message, person.preferred_contact = "", False, ""
+    person.erased_at = person.updated_at = now
+    session.add(person)
+    requests = (await session.exec(select(HelpRequest).where(HelpRequest.person_ref == person_ref))).all()
+    refs = [r.request_ref for r in requests]
+    for request in requests:
+        request.caller_name = request.caller_organisation = request.notes = None
+        request.cadal, request.needs, request.situation = None, [], "erased"
+        request.needs_review, request.follow_up_on = False, None
+        session.add(request)
+        erased += 1
+    if refs:
+        for record in (await session.exec(select(AssessmentRecord)
+                                          .where(col(AssessmentRecord.request_ref).in_(refs)))).all():
+            record.rules, record.override_reason, record.follow_up_on = [], None, None
+            session.add(record)
+            erased += 1
+        erased += (await session.exec(delete(FollowUp).where(col(FollowUp.request_ref).in_(refs)))).rowcount or 0
+    for entry in (await session.exec(select(TimelineEntry).where(TimelineEntry.person_ref == person_ref))).all():
+        if entry.event_type == "PersonAdmitted":
+            entry.details = {"place_kind": (entry.details or {}).get("place_kind")}
+            session.add(entry)
+        else:
+            await session.delete(entry)
+        erased += 1
+    erased += (await session.exec(delete(Consent).where(Consent.person_ref == person_ref))).rowcount or 0
+    return erased
+
 
 async def case_file(session, person_ref: str) -> CaseFile:
     check_ref(person_ref, PERSON_REF)
-    person = (await session.exec(select(CaseFile).where(CaseFile.person_ref == person_ref))).first()
+    person = (await session.exec(select(CaseFile).where(CaseFile.person_ref == person_ref,
+                                                        col(CaseFile.erased_at).is_(None)))).first()
     if person is None:
         raise NotFound(person_ref)
     return person
@@ -197,7 +253,9 @@ def check_ref(ref: str, pattern: str) -> str:
 
 async def _request(uow: UnitOfWork, request_ref: str) -> HelpRequest:
     check_ref(request_ref, REQUEST_REF)
-    request = (await uow.session.exec(select(HelpRequest).where(HelpRequest.request_ref == request_ref))).first()
+    request = (await uow.session.exec(
+        select(HelpRequest).join(CaseFile, col(CaseFile.person_ref) == col(HelpRequest.person_ref))
+        .where(HelpRequest.request_ref == request_ref, col(CaseFile.erased_at).is_(None)))).first()
     if request is None:
         raise NotFound(request_ref)
     return request
@@ -277,4 +335,22 @@ TIMELINE_EVENTS = (
     "PersonAdmitted", "PersonWaitlisted", "StayExtended", "PersonMoved", "StayEnding", "PersonDischarged",
     "ReferralMade", "ReferralStatusChanged",
 )
+
+
+async def record_erasure_confirmed(uow: UnitOfWork, envelope: Envelope, event) -> None:
+    """Housing, referrals and notify each confirm an erasure intake asked for; each counts once."""
+    known = (await uow.session.exec(select(Erasure.id).where(Erasure.erasure_ref == event.erasure_ref))).first()
+    if known is None:
+        log.warning("erasure.confirmed_unknown", event_id=envelope.event_id, erasure_ref=event.erasure_ref)
+        return
+    already = (await uow.session.exec(select(ErasureConfirmation.id).where(
+        ErasureConfirmation.erasure_ref == event.erasure_ref, ErasureConfirmation.service == event.service))).first()
+    if already is None:
+        uow.session.add(ErasureConfirmation(erasure_ref=event.erasure_ref, service=event.service,
+                                            records_erased=event.records_erased, confirmed_at=envelope.occurred_at,
+                                            event_id=envelope.event_id))
+    log.info("erasure.confirmed", event_id=envelope.event_id, erasure_ref=event.erasure_ref, service=event.service)
+
+
 HANDLERS = {name: add_to_timeline for name in TIMELINE_EVENTS}
+HANDLERS["ErasureConfirmed"] = record_erasure_confirmed

@@ -17,12 +17,14 @@ from sqlmodel import col, select
 from shared.events.codes import Decision, Track
 
 from . import domain
-from .handlers import NotFound, check_ref
+from .handlers import NotFound, case_file, check_ref
 from .schemas import (
-    PERSON_REF, REQUEST_REF, AssessmentOut, ConsentOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
+    ERASURE_REF, PERSON_REF, REQUEST_REF, AssessmentOut, ConsentOut, ErasureConfirmationOut, ErasureOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
     QueueItem, QueueOut, RequestOut, RuleOut, TimelineOut,
 )
-from .store import AssessmentRecord, CaseFile, Consent, FollowUp, HelpRequest, TimelineEntry
+from .store import (
+    AssessmentRecord, CaseFile, Consent, Erasure, ErasureConfirmation, FollowUp, HelpRequest, TimelineEntry,
+)
 
 
 def person_age(person: CaseFile, today: date) -> int | None:
@@ -68,7 +70,9 @@ def request_out(request: HelpRequest, history: list[AssessmentRecord]) -> Reques
 
 async def get_request(session, request_ref: str, *, actor: str) -> RequestOut:
     check_ref(request_ref, REQUEST_REF)
-    request = (await session.exec(select(HelpRequest).where(HelpRequest.request_ref == request_ref))).first()
+    request = (await session.exec(
+        select(HelpRequest).join(CaseFile, col(CaseFile.person_ref) == col(HelpRequest.person_ref))
+        .where(HelpRequest.request_ref == request_ref, col(CaseFile.erased_at).is_(None)))).first()
     if request is None:
         raise NotFound(request_ref)
     history = (await _assessments(session, [request_ref]))[request_ref]
@@ -76,10 +80,7 @@ async def get_request(session, request_ref: str, *, actor: str) -> RequestOut:
 
 
 async def get_case_file(session, person_ref: str, *, actor: str, today: date) -> CaseFileOut:
-    check_ref(person_ref, PERSON_REF)
-    person = (await session.exec(select(CaseFile).where(CaseFile.person_ref == person_ref))).first()
-    if person is None:
-        raise NotFound(person_ref)
+    person = await case_file(session, person_ref)
     requests = (await session.exec(
         select(HelpRequest).where(HelpRequest.person_ref == person_ref).order_by(col(HelpRequest.id).desc())
     )).all()
@@ -119,8 +120,7 @@ async def consents_of(session, person_ref: str, *, today: date) -> list[ConsentO
 
 async def get_timeline(session, person_ref: str, *, actor: str) -> list[TimelineOut]:
     check_ref(person_ref, PERSON_REF)
-    if (await session.exec(select(CaseFile.id).where(CaseFile.person_ref == person_ref))).first() is None:
-        raise NotFound(person_ref)
+    await case_file(session, person_ref)
     rows = (await session.exec(
         select(TimelineEntry).where(TimelineEntry.person_ref == person_ref)
         .order_by(col(TimelineEntry.occurred_at), col(TimelineEntry.id))
@@ -135,7 +135,7 @@ async def queue(session, *, actor: str, today: date, zone: ZoneInfo) -> QueueOut
     rows = (await session.exec(
         select(HelpRequest, CaseFile).join(CaseFile, col(CaseFile.person_ref) == col(HelpRequest.person_ref))
         .where(or_(col(HelpRequest.received_at) >= start_of_day, col(HelpRequest.needs_review).is_(True),
-                   col(HelpRequest.follow_up_on) <= today))
+                   col(HelpRequest.follow_up_on) <= today), col(CaseFile.erased_at).is_(None))
         .order_by(col(HelpRequest.received_at))
     )).all()
     histories = await _assessments(session, [r.request_ref for r, _ in rows])
@@ -176,7 +176,7 @@ async def search(session, q: str, *, actor: str, today: date, limit: int = 50) -
         conditions.append(col(CaseFile.name_key).like(f"%{_escape_like(key)}%", escape="\\"))
     if not conditions:
         return []
-    people = (await session.exec(query.where(or_(*conditions)).order_by(col(CaseFile.name_key)).limit(limit))).all()
+    people = (await session.exec(query.where(or_(*conditions), col(CaseFile.erased_at).is_(None)).order_by(col(CaseFile.name_key)).limit(limit))).all()
     refs = [p.person_ref for p in people]
     latest: dict[str, HelpRequest] = {}
     if refs:
@@ -205,7 +205,8 @@ async def likely_matches(session, query: MatchQuery, *, actor: str) -> list[Matc
         conditions.append(col(CaseFile.phone_key) == new.phone_key)
     if new.email_key:
         conditions.append(col(CaseFile.email_key) == new.email_key)
-    candidates = (await session.exec(select(CaseFile).where(or_(*conditions)).limit(200))).all()
+    candidates = (await session.exec(select(CaseFile).where(or_(*conditions), col(CaseFile.erased_at).is_(None))
+                                     .limit(200))).all()
     by_ref = {c.person_ref: c for c in candidates}
     known = [domain.Known(c.person_ref, c.name_key, c.date_of_birth, c.phone_key, c.email_key) for c in candidates]
     return [MatchOut(person_ref=m.person_ref, name=by_ref[m.person_ref].name,
@@ -219,6 +220,41 @@ async def names_for(session, person_refs: list[str]) -> dict[str, str]:
     rows = (await session.exec(select(CaseFile.person_ref, CaseFile.name)
                                .where(col(CaseFile.person_ref).in_(person_refs)))).all()
     return dict(rows)
+
+
+# --- erasure and the person's own copy (Art. 15, 17) ------------------------------------------
+
+ERASURE_CONFIRMERS = ("housing", "referrals", "notify")
+
+
+async def get_erasure(session, erasure_ref: str) -> ErasureOut:
+    check_ref(erasure_ref, ERASURE_REF)
+    erasure = (await session.exec(select(Erasure).where(Erasure.erasure_ref == erasure_ref))).first()
+    if erasure is None:
+        raise NotFound(erasure_ref)
+    confirmations = (await session.exec(select(ErasureConfirmation).where(
+        ErasureConfirmation.erasure_ref == erasure_ref).order_by(col(ErasureConfirmation.id)))).all()
+    confirmed = {c.service for c in confirmations}
+    waiting = [s for s in ERASURE_CONFIRMERS if s not in confirmed]
+    return ErasureOut(
+        erasure_ref=erasure.erasure_ref, person_ref=erasure.person_ref, requested_at=erasure.requested_at,
+        requested_by=erasure.requested_by, reason=erasure.reason, records_erased=erasure.records_erased,
+        confirmations=[ErasureConfirmationOut(service=c.service, records_erased=c.records_erased,
+                                              confirmed_at=c.confirmed_at) for c in confirmations],
+        waiting_for=waiting, complete=not waiting,
+    )
+
+
+async def export_person(session, person_ref: str, *, actor: str, today: date) -> dict:
+    """Everything intake holds about the person, as one JSON document (Art. 15)."""
+    case = await get_case_file(session, person_ref, actor=actor, today=today)
+    requests = (await session.exec(select(HelpRequest).where(HelpRequest.person_ref == person_ref)
+                                   .order_by(col(HelpRequest.id)))).all()
+    recorded = [{"request_ref": r.request_ref, "caller_name": r.caller_name,
+                 "caller_organisation": r.caller_organisation, "notes": r.notes, "cadal": r.cadal}
+                for r in requests]
+    return {"exported_at": datetime.now(UTC).isoformat(), "service": "intake",
+            "case_file": case.model_dump(mode="json"), "requests_as_recorded": recorded}
 
 
 # --- public counters --------------------------------------------------------------------------

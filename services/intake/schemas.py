@@ -288,6 +288,37 @@ class ConsentOut(BaseModel):
     in_force: bool = Field(description="not withdrawn and not expired")
 
 
+class ErasureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500, description="why the person's data is erased; stays in intake")
+
+    @field_validator("reason")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if len(value.strip()) < 3:
+            raise ValueError("give the reason for the erasure")
+        return value
+
+
+class ErasureConfirmationOut(BaseModel):
+    service: str
+    records_erased: int
+    confirmed_at: datetime
+
+
+class ErasureOut(BaseModel):
+    erasure_ref: str
+    person_ref: str
+    requested_at: datetime
+    requested_by: str
+    reason: str
+    records_erased: int = Field(description="rows intake itself erased or reduced to a tombstone")
+    confirmations: list[ErasureConfirmationOut]
+    waiting_for: list[str] = Field(description="services that have not confirmed yet")
+    complete: bool
+
+
 class CaseFileOut(BaseModel):
     person_ref: str
     name: str

@@ -3,7 +3,7 @@ the timeline built from other services' events, and staff accounts."""
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -33,6 +33,9 @@ class CaseFile(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     created_by: str = Field(default="api", max_length=100)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Set when the person's data was erased (Art. 17): the row stays as a tombstone holding only
+    # the reference, so the anonymous public counters do not change.
+    erased_at: datetime | None = Field(default=None, index=True)
 
 
 class HelpRequest(SQLModel, table=True):
@@ -134,8 +137,37 @@ class Consent(SQLModel, table=True):
     withdrawn_by: str | None = Field(default=None, max_length=100)
 
 
+class Erasure(SQLModel, table=True):
+    """An erasure request (Art. 17): who asked, when and why. The reason stays here, never on the broker."""
+
+    __tablename__ = "intake_erasure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    erasure_ref: str = Field(max_length=32, unique=True, index=True)
+    person_ref: str = Field(max_length=32, index=True)
+    requested_at: datetime = Field(default_factory=utcnow)
+    requested_by: str = Field(max_length=100)
+    reason: str = Field(max_length=500)
+    records_erased: int = 0
+
+
+class ErasureConfirmation(SQLModel, table=True):
+    """Another service's ErasureConfirmed: it erased what it held about the person."""
+
+    __tablename__ = "intake_erasure_confirmation"
+    __table_args__ = (UniqueConstraint("erasure_ref", "service"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    erasure_ref: str = Field(max_length=32, index=True)
+    service: str = Field(max_length=40)
+    records_erased: int = 0
+    confirmed_at: datetime
+    event_id: str = Field(max_length=64)
+
+
 TABLES = [
     CaseFile.__table__, HelpRequest.__table__, AssessmentRecord.__table__, FollowUp.__table__,
-    TimelineEntry.__table__, StaffAccount.__table__, Consent.__table__,
+    TimelineEntry.__table__, StaffAccount.__table__, Consent.__table__, Erasure.__table__,
+    ErasureConfirmation.__table__,
 ]
 
