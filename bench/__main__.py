@@ -21,6 +21,9 @@ from . import report, scenarios
 from .lab import ROOT, Lab
 from .sizes import FULL, QUICK
 
+# The baseline always runs: every other figure is also given as a ratio to it.
+ONLY_CHOICES = ("intake_api", "handler_throughput", "backlog_drain", "end_to_end")
+
 console = Console()
 if not console.is_terminal:  # make's output, a CI log: wide enough for the table not to wrap
     console = Console(width=132)
@@ -76,20 +79,24 @@ async def run(args: argparse.Namespace) -> int:
         baseline_per_s = results.get("baseline", {}).get("consume_per_s")
         hop = results.get("baseline", {}).get("hop_latency")
 
-        if found := await attempt("intake_api", scenarios.intake_api(lab, sizes)):
+        wanted = set(args.only or ONLY_CHOICES)
+        if "intake_api" in wanted and (found := await attempt("intake_api", scenarios.intake_api(lab, sizes))):
             results["intake_api"], samples["intake_api"] = found
 
-        if found := await attempt("handler_throughput", scenarios.handler_throughput(lab, sizes, baseline_per_s)):
+        if "handler_throughput" in wanted and (
+                found := await attempt("handler_throughput", scenarios.handler_throughput(lab, sizes, baseline_per_s))):
             results["handler_throughput"] = found
 
-        if found := await attempt("backlog_drain", scenarios.backlog_drain(lab, sizes, baseline_per_s)):
+        if "backlog_drain" in wanted and (
+                found := await attempt("backlog_drain", scenarios.backlog_drain(lab, sizes, baseline_per_s))):
             results["backlog_drain"] = found
 
-        bare = results.get("intake_api", {}).get("bare")
-        if found := await attempt("end_to_end", scenarios.whole_stack(lab, sizes, hop, bare)):
-            results["end_to_end"], results["footprint"], samples["end_to_end"] = found
-        else:
-            results["footprint"] = {"error": "measured on the end-to-end stack, which failed"}
+        if "end_to_end" in wanted:
+            bare = results.get("intake_api", {}).get("bare")
+            if found := await attempt("end_to_end", scenarios.whole_stack(lab, sizes, hop, bare)):
+                results["end_to_end"], results["footprint"], samples["end_to_end"] = found
+            else:
+                results["footprint"] = {"error": "measured on the end-to-end stack, which failed"}
     finally:
         await lab.stop()
 
@@ -130,6 +137,9 @@ def main() -> None:
                         help="admin URL of a PostgreSQL server: each service gets fresh databases there "
                              "(default: SQLite files)")
     parser.add_argument("--keep", action="store_true", help="keep the stores and logs of the run")
+    parser.add_argument("--only", nargs="+", choices=ONLY_CHOICES, metavar="SCENARIO",
+                        help=f"run only these (and the baseline): {', '.join(ONLY_CHOICES)} "
+                             "(end_to_end also measures the footprint)")
     args = parser.parse_args()
     sys.exit(uvloop.run(run(args)))
 

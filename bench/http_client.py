@@ -9,8 +9,13 @@ JSON answers are of that form.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
+
+# uvicorn closes a kept-alive connection after 5 s without a request; reusing one that old could
+# meet a connection the server is closing, and count as a failed request.
+MAX_IDLE_SECONDS = 2.0
 
 
 class Connection:
@@ -51,20 +56,28 @@ class Client:
         lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
                  f"Content-Length: {len(payload)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
         self.request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
-        self.idle: list[Connection] = []
+        self.idle: list[tuple[float, Connection]] = []  # (when it was last used, connection)
+
+    async def _connection(self) -> Connection:
+        while self.idle:
+            used, connection = self.idle.pop()
+            if time.monotonic() - used < MAX_IDLE_SECONDS:
+                return connection
+            connection.close()
+        return await Connection.open(self.host, self.port)
 
     async def post(self) -> tuple[int, bytes]:
         async with self.slots:
-            connection = self.idle.pop() if self.idle else await Connection.open(self.host, self.port)
+            connection = await self._connection()
             try:
                 status, body = await connection.send(self.request)
             except BaseException:
                 connection.close()
                 raise
-            self.idle.append(connection)
+            self.idle.append((time.monotonic(), connection))
             return status, body
 
     def close(self) -> None:
-        for connection in self.idle:
+        for _, connection in self.idle:
             connection.close()
         self.idle.clear()

@@ -281,9 +281,13 @@ async def cold_start(lab: Lab, label: str) -> tuple[Stack, float]:
 MAX_UNANSWERED = 1500
 
 
-async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: float, settle: float) -> tuple[dict, dict]:
+async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: float, settle: float,
+                      earlier: set[str]) -> tuple[dict, dict]:
     """Post `rate` requests per second for `seconds`, on a fixed schedule whatever the answers
-    take; latency runs from each request's scheduled time to its mail's arrival at the sink."""
+    take; latency runs from each request's scheduled time to its mail's arrival at the sink.
+    `earlier`: requests of the rates before, whose mails may still be on their way."""
+    arrivals = lab.mail.poll()
+    backlog_before = sum(1 for ref in earlier if ref not in arrivals)
     client = Client("127.0.0.1", intake.port, "/api/requests", REQUEST_BODY, staff_headers())
     total = int(rate * seconds)
     scheduled: dict[str, float] = {}  # person_ref -> when the request was due
@@ -327,6 +331,7 @@ async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: floa
         late = max(late, time.monotonic() - due)
         tasks.append(asyncio.create_task(one(due)))
         sent += 1
+    sending_s = time.monotonic() - start
     await asyncio.gather(*tasks)
     answered_by = time.monotonic() - start
     deadline = time.monotonic() + settle
@@ -338,12 +343,15 @@ async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: floa
     arrivals = lab.mail.poll()
     latencies = [arrivals[ref] - due for ref, due in scheduled.items() if ref in arrivals]
     last_mail = max((arrivals[ref] for ref in scheduled if ref in arrivals), default=start)
-    window = [(t, n) for t, n in backlog if seconds / 2 <= t <= seconds]
+    # Growth while requests were still being sent at the full rate, over the second half of that time.
+    window = [(t, n) for t, n in backlog if sending_s / 2 <= t <= sending_s]
     figures = {
         "rate": rate,
         "seconds": seconds,
         "requests": sent,
         "stopped_early_overloaded": overloaded,
+        "sending_s": sending_s,
+        "backlog_before": backlog_before,
         "failures": sum(failures.values()),
         "failures_by_status": failures,
         "mails": len(latencies),
@@ -352,11 +360,11 @@ async def steady_rate(lab: Lab, intake: ServiceProcess, rate: int, seconds: floa
         "http_latency": latency_summary(answers),
         "generator_late_max_ms": late * 1000,
         "all_answered_after_s": answered_by,
-        "backlog_at_end": next((n for t, n in reversed(backlog) if t <= seconds), None),
+        "backlog_at_end": next((n for t, n in reversed(backlog) if t <= sending_s), None),
         "backlog_growth_per_s": slope(window),
         "last_mail_after_window_s": max(0.0, last_mail - (start + seconds)),
     }
-    return figures, {"latencies": latencies, "backlog": backlog}
+    return figures, {"latencies": latencies, "backlog": backlog, "requests": set(scheduled)}
 
 
 async def whole_stack(lab: Lab, sizes: Sizes, hop: dict | None, bare: dict | None) -> tuple[dict, dict, dict]:
@@ -372,9 +380,11 @@ async def whole_stack(lab: Lab, sizes: Sizes, hop: dict | None, bare: dict | Non
         await asyncio.sleep(2)
         idle = {name: rss_mb(stack.services[name].process.pid) for name in SERVICES}
         rates, samples = {}, {}
+        earlier: set[str] = set()
         for rate in sizes.e2e_rates:
             figures, samples[str(rate)] = await steady_rate(lab, stack.services["intake"], rate, sizes.e2e_seconds,
-                                                            sizes.e2e_settle_seconds)
+                                                            sizes.e2e_settle_seconds, earlier)
+            earlier |= samples[str(rate)].pop("requests")
             for p in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
                 figures["latency"][f"{p}_ratio_to_hop"] = ratio(figures["latency"].get(p), (hop or {}).get(p))
             rates[str(rate)] = figures
