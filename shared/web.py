@@ -4,7 +4,7 @@ on every response."""
 import os
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -97,3 +97,22 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = security_headers(request.url.path, request.url.scheme, request.headers.get("x-forwarded-proto"),
                                    middleware.production())
         return JSONResponse({"detail": "internal error"}, status_code=500, headers=headers)
+
+
+# --- need-to-see access ------------------------------------------------------------------------
+
+DENIED = "not allowed for your role"  # the same answer whatever was asked: a refusal reveals nothing
+
+
+def enforce_access(current_staff, access: dict[tuple[str, str], frozenset[str]]):
+    """Router dependency: the operation (method, route template) must be in `access` and the caller
+    must hold one of its roles, or be the service principal named there (e.g. "service:notify").
+    An operation nobody decided on is refused, so a new route cannot leak by omission."""
+    def check(request: Request, staff=Depends(current_staff)):
+        route = request.scope.get("route")
+        allowed = access.get((request.method, getattr(route, "path", "")), frozenset())
+        if not ({str(r) for r in staff.roles} & allowed or staff.username in allowed):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, DENIED)
+        return staff
+
+    return check

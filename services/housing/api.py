@@ -18,8 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from shared.auth import Role, Staff, require_roles
 from shared.events.codes import PlaceKind
 from shared.messaging import ServiceRuntime
+from shared.web import enforce_access
 
 from . import views
+from .access import ACCESS
 from .domain import Conflict, InvalidInput, NotFound, PlaceState
 from .handlers import Housing
 from .schemas import (
@@ -51,7 +53,7 @@ REFUSALS = {
 
 
 def build_router(runtime: ServiceRuntime, housing: Housing) -> APIRouter:
-    router = APIRouter(prefix="/api", dependencies=[Depends(runtime.current_staff)],
+    router = APIRouter(prefix="/api", dependencies=[Depends(enforce_access(runtime.current_staff, ACCESS))],
                        responses={401: {"model": Problem, "description": "sign-in required"}})
     manage = require_roles(runtime.current_staff, Role.housing, Role.social_coordinator)
     inventory = require_roles(runtime.current_staff, Role.housing)

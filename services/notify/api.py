@@ -16,8 +16,10 @@ from sqlmodel import col, select
 
 from shared.auth import Role, Staff, require_roles
 from shared.messaging import ServiceRuntime
+from shared.web import enforce_access
 
 from . import domain
+from .access import ACCESS
 from .domain import LANGUAGES, Audience, ChannelChoice, Timing
 from .handlers import Notify
 from .rendering import CATALOGUE
@@ -152,7 +154,7 @@ class PreviewOut(BaseModel):
 
 
 def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
-    router = APIRouter(prefix="/api", dependencies=[Depends(runtime.current_staff)])
+    router = APIRouter(prefix="/api", dependencies=[Depends(enforce_access(runtime.current_staff, ACCESS))])
     editor = require_roles(runtime.current_staff, Role.social_coordinator)
 
     # --- delivery log -------------------------------------------------------------------------------

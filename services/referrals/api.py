@@ -14,8 +14,10 @@ from sqlmodel import col, select
 
 from shared.auth import Role, Staff, require_roles
 from shared.messaging import ServiceRuntime
+from shared.web import enforce_access
 
 from . import directory, domain
+from .access import ACCESS
 from .domain import Action
 from .handlers import ConsentMissing, Referrals, ReferralNotFound, StatusRaced, UnknownPartner
 from .links import PartnerLinks
@@ -174,7 +176,8 @@ def summary(org: dict) -> dict:
 
 
 def build_router(runtime: ServiceRuntime, referrals: Referrals, links: PartnerLinks) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["referrals"], dependencies=[Depends(runtime.current_staff)])
+    router = APIRouter(prefix="/api", tags=["referrals"],
+                       dependencies=[Depends(enforce_access(runtime.current_staff, ACCESS))])
     coordinators = require_roles(runtime.current_staff, Role.social_coordinator)
     local = ZoneInfo(runtime.settings.timezone)
 
