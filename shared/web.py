@@ -69,6 +69,9 @@ class SecurityHeaders:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
+                if b"content-security-policy" in present:
+                    # The page chose its own framing (e.g. intake's embeddable counters): leave it be.
+                    present.add(b"x-frame-options")
                 message = {**message, "headers": [
                     *message.get("headers", []),
                     *((k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present)]}
