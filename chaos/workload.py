@@ -174,7 +174,6 @@ class RecordRequest(OperationKind):
         profile = rng.choices(PROFILES, weights=[p[1] for p in PROFILES])[0]
         body = {"name": op.marker, "language": rng.choice(["fr", "nl", "en"]), "channel": rng.choice(["phone", "walk_in", "partner"]),
                 "urgency": rng.choice(["immediate", "days", "weeks"]), "needs": ["accommodation"], **profile[2]}
-        op.detail = profile[0]
         status, detail, response = await call(ctx, "POST", f"{ctx.urls['intake']}/api/requests", json=body)
         op.status, op.detail = status, f"{profile[0]}:{detail}"
         if status == ACCEPTED and response is not None:
