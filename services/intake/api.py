@@ -122,7 +122,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
                 responses={**SIGNED_IN, **NOT_FOUND})
     async def get_request(request_ref: str, staff: Staff = Depends(case_reader)) -> RequestOut:
         async with runtime.sessions() as session:
-            return await queries.get_request(session, request_ref, actor=staff.username)
+            return await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault)
 
     @router.post("/requests/{request_ref}/override", response_model=RequestOut, tags=["requests"],
                  operation_id="override",
@@ -132,7 +132,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
         async with runtime.uow() as uow:
             await intake.override(uow, request_ref, body, actor=staff.username)
         async with runtime.sessions() as session:
-            return await queries.get_request(session, request_ref, actor=staff.username)
+            return await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault)
 
     @router.post("/requests/{request_ref}/follow-up", response_model=FollowUpOut, tags=["requests"],
                  operation_id="follow_up",
@@ -141,7 +141,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
         """Record that the person was followed up, and when to follow up next (if ever)."""
         async with runtime.uow() as uow:
             done = await intake.record_follow_up(uow, request_ref, body, actor=staff.username)
-        return FollowUpOut(request_ref=done.request_ref, done_at=done.done_at, done_by=done.done_by, note=done.note,
+        return FollowUpOut(request_ref=done.request_ref, done_at=done.done_at, done_by=done.done_by, note=body.note,
                            next_follow_up_on=done.next_follow_up_on)
 
     @router.get("/queue", response_model=QueueOut, tags=["requests"], operation_id="today_queue",
@@ -149,7 +149,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     async def today_queue(staff: Staff = Depends(case_worker)) -> QueueOut:
         """Today's new requests, and those waiting for a staff decision or a follow-up."""
         async with runtime.sessions() as session:
-            return await queries.queue(session, actor=staff.username, today=intake.today(), zone=intake.zone)
+            return await queries.queue(session, actor=staff.username, vault=intake.vault, today=intake.today(), zone=intake.zone)
 
     # --- case files ------------------------------------------------------------------------
 
@@ -159,21 +159,21 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
                                     description="part of a name, or a P-… / R-… reference"),
                      staff: Staff = Depends(case_worker)) -> list[CaseFileSummary]:
         async with runtime.sessions() as session:
-            return await queries.search(session, q, actor=staff.username, today=intake.today())
+            return await queries.search(session, q, actor=staff.username, vault=intake.vault, today=intake.today())
 
     @router.post("/case-files/matches", response_model=list[MatchOut], tags=["case files"], operation_id="likely_matches",
                 responses={**SIGNED_IN})
     async def matches(body: MatchQuery, staff: Staff = Depends(case_worker)) -> list[MatchOut]:
         """Case files that probably belong to the caller; link one by giving its person_ref when recording."""
         async with runtime.sessions() as session:
-            return await queries.likely_matches(session, body, actor=staff.username)
+            return await queries.likely_matches(session, body, actor=staff.username, vault=intake.vault)
 
     @router.get("/case-files/{person_ref}", response_model=CaseFileOut, tags=["case files"],
                 operation_id="get_case_file",
                 responses={**SIGNED_IN, **NOT_FOUND})
     async def case_file(person_ref: str, staff: Staff = Depends(case_reader)) -> CaseFileOut:
         async with runtime.sessions() as session:
-            return await queries.get_case_file(session, person_ref, actor=staff.username, today=intake.today())
+            return await queries.get_case_file(session, person_ref, actor=staff.username, vault=intake.vault, today=intake.today())
 
     @router.get("/people/{person_ref}/timeline", response_model=list[TimelineOut], tags=["case files"],
                 operation_id="timeline",
@@ -230,7 +230,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     async def export(person_ref: str, staff: Staff = Depends(erasure_officer)) -> Response:
         """Everything intake holds about the person (GDPR Art. 15), as one downloadable JSON file."""
         async with runtime.sessions() as session:
-            document = await queries.export_person(session, person_ref, actor=staff.username, today=intake.today())
+            document = await queries.export_person(session, person_ref, actor=staff.username, vault=intake.vault, today=intake.today())
         return JSONResponse(document, headers={
             "Content-Disposition": f'attachment; filename="intake-{person_ref}.json"', "Cache-Control": "no-store"})
 

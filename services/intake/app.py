@@ -17,6 +17,7 @@ from .access import Csrf
 from .accounts import StaffAccounts
 from .handlers import Intake
 from .i18n import Console
+from .keys import KeyRing, Vault
 from .settings import IntakeSettings
 from .store import TABLES
 from .upstream import OtherServices
@@ -30,7 +31,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call to housing is noise
     runtime = ServiceRuntime(settings, tables=TABLES, handlers=handlers.HANDLERS)
     intake = Intake(youth_band=(settings.youth_min_age, settings.youth_max_age),
-                    minor_follow_up_days=settings.minor_follow_up_days, timezone=settings.timezone)
+                    minor_follow_up_days=settings.minor_follow_up_days, timezone=settings.timezone,
+                    vault=Vault(KeyRing(settings.key_ring.get_secret_value()), settings.search_key.get_secret_value(),
+                                settings.keys_database_url))
     counters = queries.PublicCounters(runtime.sessions, settings.counters_cache_seconds)
     services = OtherServices(settings.housing_url, settings.upstream_timeout_seconds, settings.referrals_url)
     secure_cookies = settings.public_base_url.startswith("https://")
@@ -41,10 +44,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         async with runtime.lifespan()(app):
             await services.start()
+            await intake.vault.sessions()
             try:
                 yield
             finally:
                 await services.stop()
+                await intake.vault.close()
 
     app = FastAPI(
         title="Refuge intake", version="1", lifespan=lifespan,

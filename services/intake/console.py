@@ -268,7 +268,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         if isinstance(staff, Response):
             return staff
         async with runtime.sessions() as session:
-            queue = await queries.queue(session, actor=staff.username, today=intake.today(), zone=intake.zone)
+            queue = await queries.queue(session, actor=staff.username, vault=intake.vault, today=intake.today(), zone=intake.zone)
         return render(request, "queue.html", staff=staff, active="queue", queue=queue)
 
     @router.get("/search")
@@ -283,7 +283,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
                 error = gettext(request)("Type at least two characters.")
             else:
                 async with runtime.sessions() as session:
-                    results = await queries.search(session, q, actor=staff.username, today=intake.today())
+                    results = await queries.search(session, q, actor=staff.username, vault=intake.vault, today=intake.today())
         return render(request, "search.html", staff=staff, active="search", q=q, results=results, error=error,
                       status=422 if error else 200)
 
@@ -298,7 +298,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             stays = None
         if stays is not None:
             async with runtime.sessions() as session:
-                names = await queries.names_for(session, [s["person_ref"] for s in stays])
+                names = await queries.names_for(session, [s["person_ref"] for s in stays], vault=intake.vault)
             stays = [{**s, "name": names.get(s["person_ref"])} for s in stays]
         return render(request, "stays.html", staff=staff, active="stays", stays=stays)
 
@@ -334,7 +334,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             async with runtime.sessions() as session:
                 matches = await queries.likely_matches(
                     session, MatchQuery(name=data.name, date_of_birth=data.date_of_birth, phone=data.phone,
-                                        email=data.email), actor=staff.username)
+                                        email=data.email), actor=staff.username, vault=intake.vault)
             if matches:
                 return request_form(request, staff, values=values, matches=matches)
         try:
@@ -352,7 +352,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         t = Words(_, console.language_of(request))
         try:
             async with runtime.sessions() as session:
-                case = await queries.get_case_file(session, person_ref, actor=staff.username, today=intake.today())
+                case = await queries.get_case_file(session, person_ref, actor=staff.username, vault=intake.vault, today=intake.today())
         except NotFound:
             return message(request, 404, _("Not found"), _("There is no such case file."), staff)
         try:
@@ -406,7 +406,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             return staff
         try:
             async with runtime.sessions() as session:
-                found = await queries.get_request(session, request_ref, actor=staff.username)
+                found = await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault)
         except NotFound:
             _ = gettext(request)
             return message(request, 404, _("Not found"), _("There is no such request."), staff)
@@ -419,7 +419,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         t = Words(gettext(request), console.language_of(request))
         try:
             async with runtime.sessions() as session:
-                person_ref = (await queries.get_request(session, request_ref, actor=staff.username)).person_ref
+                person_ref = (await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault)).person_ref
         except NotFound:
             _ = gettext(request)
             return message(request, 404, _("Not found"), _("There is no such request."), staff)

@@ -20,6 +20,7 @@ from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequeste
 from shared.messaging import UnitOfWork
 
 from . import domain
+from .keys import DEV_KEY_RING, DEV_SEARCH_KEY, KeyRing, Vault
 from .schemas import CONSENT_REF, PERSON_REF, REQUEST_REF, ConsentIn, ErasureIn, FollowUpIn, NewRequest, OverrideIn
 from .store import (
     AssessmentRecord, CaseFile, Consent, Erasure, ErasureConfirmation, FollowUp, HelpRequest, TimelineEntry,
@@ -43,11 +44,12 @@ class Invalid(Exception):
 
 class Intake:
     def __init__(self, *, youth_band: tuple[int, int] = (18, 25), minor_follow_up_days: int = 7,
-                 timezone: str = "Europe/Brussels", now=None):
+                 timezone: str = "Europe/Brussels", now=None, vault: Vault | None = None):
         self.youth_band = youth_band
         self.minor_follow_up_days = minor_follow_up_days
         self.zone = ZoneInfo(timezone)
         self.now = now or (lambda: datetime.now(UTC))
+        self.vault = vault or Vault(KeyRing(DEV_KEY_RING), DEV_SEARCH_KEY)
 
     def today(self) -> date:
         return self.now().astimezone(self.zone).date()
@@ -56,19 +58,18 @@ class Intake:
 
     async def record_request(self, uow: UnitOfWork, data: NewRequest, *, actor: str):
         now = self.now()
-        person = await self._case_file_for(uow, data, actor, now)
+        person, data_key = await self._case_file_for(uow, data, actor, now)
         request = HelpRequest(
             request_ref=new_ref("R"),
             person_ref=person.person_ref,
             channel=data.channel.value,
             caller=data.caller.value,
-            caller_name=data.caller_name,
-            caller_organisation=data.caller_organisation,
+            sealed=Vault.seal(data_key, person.person_ref, {
+                "caller_name": data.caller_name, "caller_organisation": data.caller_organisation, "notes": data.notes,
+                "cadal": data.cadal.model_dump(mode="json") if data.cadal else None}),
             situation=data.situation.value,
             urgency=data.urgency.value,
             needs=[n.value for n in data.needs],
-            cadal=data.cadal.model_dump() if data.cadal else None,
-            notes=data.notes,
             received_at=now,
             recorded_by=actor,
         )
@@ -98,28 +99,35 @@ class Intake:
                  decision=assessment.decision.value, track=assessment.track.value, actor=actor)
         return person, request, record
 
-    async def _case_file_for(self, uow: UnitOfWork, data: NewRequest, actor: str, now: datetime) -> CaseFile:
+    async def _case_file_for(self, uow: UnitOfWork, data: NewRequest, actor: str,
+                             now: datetime) -> tuple[CaseFile, bytes]:
         if data.person_ref is None:
-            person = CaseFile(person_ref=new_ref("P"), name=data.name, created_by=actor, created_at=now)
+            person = CaseFile(person_ref=new_ref("P"), created_by=actor, created_at=now)
+            known = {"name": data.name}
         else:
             person = (await uow.session.exec(select(CaseFile).where(
                 CaseFile.person_ref == data.person_ref, col(CaseFile.erased_at).is_(None)))).first()
             if person is None:
                 raise Invalid("person_ref", "no such case file")
+        data_key = await self.vault.key_for(uow.session, person.person_ref, create=True)
+        if data.person_ref is not None:
+            known = Vault.open(data_key, person.person_ref, person.sealed)
         # The latest call gives the latest safe way to reach the person.
-        person.date_of_birth = data.date_of_birth or person.date_of_birth
+        known["date_of_birth"] = data.date_of_birth.isoformat() if data.date_of_birth else known.get("date_of_birth")
+        known["phone"] = data.phone or known.get("phone")
+        known["email"] = str(data.email) if data.email else known.get("email")
+        person.sealed = Vault.seal(data_key, person.person_ref, known)
         person.stated_age = data.stated_age if data.stated_age is not None else person.stated_age
         person.language = data.language.value
-        person.phone = data.phone or person.phone
-        person.email = str(data.email) if data.email else person.email
         person.safe_to_leave_message = data.safe_to_leave_message
         person.preferred_contact = data.preferred_contact.value
-        person.name_key = domain.name_key(person.name)
-        person.phone_key = domain.phone_key(person.phone)
-        person.email_key = domain.email_key(person.email)
+        person.name_key = self.vault.name_hash(known.get("name") or "")
+        person.name_tokens = self.vault.name_token_hashes(known.get("name") or "")
+        person.phone_key = self.vault.phone_hash(known.get("phone"))
+        person.email_key = self.vault.email_hash(known.get("email"))
         person.updated_at = now
         uow.session.add(person)
-        return person
+        return person, data_key
 
     async def override(self, uow: UnitOfWork, request_ref: str, data: OverrideIn, *, actor: str) -> AssessmentRecord:
         request = await _request(uow, request_ref)
@@ -129,7 +137,9 @@ class Intake:
         except domain.OverrideRefused as exc:
             raise Invalid(exc.field, exc.reason) from None
         now = self.now()
-        record = _record(request_ref, decided, decided_at=now, decided_by=actor, override_reason=data.reason.strip())
+        data_key = await self.vault.key_for(uow.session, request.person_ref, create=True)
+        record = _record(request_ref, decided, decided_at=now, decided_by=actor)
+        record.sealed = Vault.seal(data_key, request.person_ref, {"override_reason": data.reason.strip()})
         request.needs_review = False
         uow.session.add_all([request, record])
         changed = (decided.decision.value, _value(decided.place_kind)) != (current.decision, current.place_kind)
@@ -141,7 +151,9 @@ class Intake:
 
     async def record_follow_up(self, uow: UnitOfWork, request_ref: str, data: FollowUpIn, *, actor: str) -> FollowUp:
         request = await _request(uow, request_ref)
-        follow_up = FollowUp(request_ref=request_ref, done_at=self.now(), done_by=actor, note=data.note,
+        data_key = await self.vault.key_for(uow.session, request.person_ref, create=True)
+        follow_up = FollowUp(request_ref=request_ref, done_at=self.now(), done_by=actor,
+                             sealed=Vault.seal(data_key, request.person_ref, {"note": data.note}),
                              next_follow_up_on=data.next_follow_up_on)
         request.follow_up_on = data.next_follow_up_on
         uow.session.add_all([request, follow_up])
@@ -188,10 +200,12 @@ class Intake:
         now = self.now()
         erasure = Erasure(erasure_ref=new_ref("E"), person_ref=person_ref, requested_at=now, requested_by=actor,
                           reason=data.reason.strip())
-        erasure.records_erased = await erase_person(uow.session, person, now)
+        erasure.records_erased = await erase_person(uow.session, person, now) + 1  # + the data key
         uow.session.add(erasure)
         emitted = uow.emit(ErasureRequested(erasure_ref=erasure.erasure_ref, person_ref=person_ref))
         await uow.commit()
+        # Without the data key, no copy of intake's store, however old, opens the person's data again.
+        await self.vault.shred(person_ref)
         log.info("erasure.requested", erasure_ref=erasure.erasure_ref, event_id=emitted.event_id,
                  records_erased=erasure.records_erased, actor=actor)
         return erasure
@@ -203,24 +217,22 @@ async def erase_person(session, person: CaseFile, now: datetime) -> int:
     admissions housing announced, so the anonymous public counters stay as they were."""
     person_ref = person.person_ref
     erased = 1
-    person.name, person.name_key = "", ""
-    person.date_of_birth = person.stated_age = person.phone = person.email = None
-    person.phone_key = person.email_key = None
+    person.sealed, person.name_key, person.name_tokens = None, "", ""
+    person.stated_age = person.phone_key = person.email_key = None
     person.language, person.safe_to_leave_message, person.preferred_contact = "", False, ""
     person.erased_at = person.updated_at = now
     session.add(person)
     requests = (await session.exec(select(HelpRequest).where(HelpRequest.person_ref == person_ref))).all()
     refs = [r.request_ref for r in requests]
     for request in requests:
-        request.caller_name = request.caller_organisation = request.notes = None
-        request.cadal, request.needs, request.situation = None, [], "erased"
+        request.sealed, request.needs, request.situation = None, [], "erased"
         request.needs_review, request.follow_up_on = False, None
         session.add(request)
         erased += 1
     if refs:
         for record in (await session.exec(select(AssessmentRecord)
                                           .where(col(AssessmentRecord.request_ref).in_(refs)))).all():
-            record.rules, record.override_reason, record.follow_up_on = [], None, None
+            record.rules, record.sealed, record.follow_up_on = [], None, None
             session.add(record)
             erased += 1
         erased += (await session.exec(delete(FollowUp).where(col(FollowUp.request_ref).in_(refs)))).rowcount or 0
@@ -275,8 +287,8 @@ def _value(enum) -> str | None:
     return enum.value if enum is not None else None
 
 
-def _record(request_ref: str, assessment: domain.Assessment, *, decided_at: datetime, decided_by: str,
-            override_reason: str | None = None) -> AssessmentRecord:
+def _record(request_ref: str, assessment: domain.Assessment, *, decided_at: datetime,
+            decided_by: str) -> AssessmentRecord:
     return AssessmentRecord(
         request_ref=request_ref,
         decision=assessment.decision.value,
@@ -288,7 +300,6 @@ def _record(request_ref: str, assessment: domain.Assessment, *, decided_at: date
         follow_up_on=assessment.follow_up_on,
         decided_at=decided_at,
         decided_by=decided_by,
-        override_reason=override_reason,
     )
 
 

@@ -11,13 +11,14 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, time as clock
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
 from shared.events.codes import Decision, Track
 
 from . import domain
 from .handlers import NotFound, case_file, check_ref
+from .keys import Vault
 from .schemas import (
     ERASURE_REF, PERSON_REF, REQUEST_REF, AssessmentOut, ConsentOut, ErasureConfirmationOut, ErasureOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
     QueueItem, QueueOut, RequestOut, RuleOut, TimelineOut,
@@ -27,9 +28,17 @@ from .store import (
 )
 
 
-def person_age(person: CaseFile, today: date) -> int | None:
-    if person.date_of_birth is not None:
-        return domain.age_on(person.date_of_birth, today)
+def opened(vault: Vault, key: bytes | None, person: CaseFile) -> dict:
+    """The case file's sealed fields in clear: name, date_of_birth (a date), phone, email."""
+    fields = Vault.open(key, person.person_ref, person.sealed)
+    born = fields.get("date_of_birth")
+    return {"name": fields.get("name", ""), "date_of_birth": date.fromisoformat(born) if born else None,
+            "phone": fields.get("phone"), "email": fields.get("email")}
+
+
+def person_age(fields: dict, person: CaseFile, today: date) -> int | None:
+    if fields.get("date_of_birth") is not None:
+        return domain.age_on(fields["date_of_birth"], today)
     return person.stated_age
 
 
@@ -46,16 +55,20 @@ async def _assessments(session, request_refs: list[str]) -> dict[str, list[Asses
     return found
 
 
-def _assessment_out(record: AssessmentRecord) -> AssessmentOut:
+def _reason(record: AssessmentRecord, key: bytes | None, person_ref: str) -> str | None:
+    return Vault.open(key, person_ref, record.sealed).get("override_reason")
+
+
+def _assessment_out(record: AssessmentRecord, key: bytes | None = None, person_ref: str = "") -> AssessmentOut:
     return AssessmentOut(
         decision=record.decision, track=record.track, place_kind=record.place_kind, needs_review=record.needs_review,
         refer_to=record.refer_to, follow_up_on=record.follow_up_on, decided_at=record.decided_at,
-        decided_by=record.decided_by, override_reason=record.override_reason,
+        decided_by=record.decided_by, override_reason=_reason(record, key, person_ref),
         rules=[RuleOut(**r) for r in record.rules],
     )
 
 
-def request_out(request: HelpRequest, history: list[AssessmentRecord]) -> RequestOut:
+def request_out(request: HelpRequest, history: list[AssessmentRecord], key: bytes | None = None) -> RequestOut:
     current = history[-1]
     return RequestOut(
         request_ref=request.request_ref, person_ref=request.person_ref, received_at=request.received_at,
@@ -63,12 +76,13 @@ def request_out(request: HelpRequest, history: list[AssessmentRecord]) -> Reques
         situation=request.situation, urgency=request.urgency, needs=list(request.needs),
         decision=current.decision, track=current.track, place_kind=current.place_kind,
         needs_review=request.needs_review, refer_to=current.refer_to, follow_up_on=request.follow_up_on,
-        decided_by=current.decided_by, decided_at=current.decided_at, override_reason=current.override_reason,
-        rules=[RuleOut(**r) for r in current.rules], history=[_assessment_out(r) for r in history],
+        decided_by=current.decided_by, decided_at=current.decided_at, override_reason=_reason(current, key, request.person_ref),
+        rules=[RuleOut(**r) for r in current.rules],
+        history=[_assessment_out(r, key, request.person_ref) for r in history],
     )
 
 
-async def get_request(session, request_ref: str, *, actor: str) -> RequestOut:
+async def get_request(session, request_ref: str, *, actor: str, vault: Vault) -> RequestOut:
     check_ref(request_ref, REQUEST_REF)
     request = (await session.exec(
         select(HelpRequest).join(CaseFile, col(CaseFile.person_ref) == col(HelpRequest.person_ref))
@@ -76,11 +90,13 @@ async def get_request(session, request_ref: str, *, actor: str) -> RequestOut:
     if request is None:
         raise NotFound(request_ref)
     history = (await _assessments(session, [request_ref]))[request_ref]
-    return request_out(request, history)
+    return request_out(request, history, await vault.key_for(session, request.person_ref))
 
 
-async def get_case_file(session, person_ref: str, *, actor: str, today: date) -> CaseFileOut:
+async def get_case_file(session, person_ref: str, *, actor: str, today: date, vault: Vault) -> CaseFileOut:
     person = await case_file(session, person_ref)
+    key = await vault.key_for(session, person_ref)
+    fields = opened(vault, key, person)
     requests = (await session.exec(
         select(HelpRequest).where(HelpRequest.person_ref == person_ref).order_by(col(HelpRequest.id).desc())
     )).all()
@@ -92,13 +108,14 @@ async def get_case_file(session, person_ref: str, *, actor: str, today: date) ->
     timeline = await get_timeline(session, person_ref, actor=actor)
     latest_decision = histories[refs[0]][-1].decision if refs else None
     return CaseFileOut(
-        person_ref=person.person_ref, name=person.name, date_of_birth=person.date_of_birth,
-        stated_age=person.stated_age, age=person_age(person, today), language=person.language,
-        phone=person.phone, email=person.email, safe_to_leave_message=person.safe_to_leave_message,
+        person_ref=person.person_ref, name=fields["name"], date_of_birth=fields["date_of_birth"],
+        stated_age=person.stated_age, age=person_age(fields, person, today), language=person.language,
+        phone=fields["phone"], email=fields["email"], safe_to_leave_message=person.safe_to_leave_message,
         preferred_contact=person.preferred_contact, created_at=person.created_at,
         where_now=domain.where_now([(t.event_type, t.details) for t in timeline], latest_decision),
-        requests=[request_out(r, histories[r.request_ref]) for r in requests],
-        follow_ups=[FollowUpOut(request_ref=f.request_ref, done_at=f.done_at, done_by=f.done_by, note=f.note,
+        requests=[request_out(r, histories[r.request_ref], key) for r in requests],
+        follow_ups=[FollowUpOut(request_ref=f.request_ref, done_at=f.done_at, done_by=f.done_by,
+                                note=Vault.open(key, person_ref, f.sealed).get("note"),
                                 next_follow_up_on=f.next_follow_up_on) for f in follow_ups],
         timeline=timeline,
         consents=await consents_of(session, person_ref, today=today),
@@ -128,7 +145,7 @@ async def get_timeline(session, person_ref: str, *, actor: str) -> list[Timeline
     return [TimelineOut(event_type=r.event_type, occurred_at=r.occurred_at, details=r.details) for r in rows]
 
 
-async def queue(session, *, actor: str, today: date, zone: ZoneInfo) -> QueueOut:
+async def queue(session, *, actor: str, today: date, zone: ZoneInfo, vault: Vault) -> QueueOut:
     """New: received today. Pending: waiting for a staff decision, or a follow-up due by today."""
     # Stored times are UTC; the refuge's day starts at midnight in its own time zone.
     start_of_day = datetime.combine(today, clock.min, tzinfo=zone).astimezone(UTC)
@@ -139,12 +156,14 @@ async def queue(session, *, actor: str, today: date, zone: ZoneInfo) -> QueueOut
         .order_by(col(HelpRequest.received_at))
     )).all()
     histories = await _assessments(session, [r.request_ref for r, _ in rows])
+    keys = await vault.keys_for(session, [p.person_ref for _, p in rows])
     new, pending = [], []
     for request, person in rows:
         current = histories[request.request_ref][-1]
         due = request.follow_up_on is not None and request.follow_up_on <= today
         item = QueueItem(
-            request_ref=request.request_ref, person_ref=person.person_ref, name=person.name,
+            request_ref=request.request_ref, person_ref=person.person_ref,
+            name=opened(vault, keys.get(person.person_ref), person)["name"],
             received_at=request.received_at, channel=request.channel, urgency=request.urgency,
             decision=current.decision, track=current.track, needs_review=request.needs_review,
             follow_up_on=request.follow_up_on, follow_up_due=due,
@@ -159,7 +178,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def search(session, q: str, *, actor: str, today: date, limit: int = 50) -> list[CaseFileSummary]:
+async def search(session, q: str, *, actor: str, today: date, vault: Vault, limit: int = 50) -> list[CaseFileSummary]:
     """By reference (a case file's P-… or a request's R-…) or by part of a name."""
     q = q.strip()
     ref = q.upper()
@@ -170,13 +189,18 @@ async def search(session, q: str, *, actor: str, today: date, limit: int = 50) -
     if ref.startswith("P-"):
         person_refs.add("P-" + q[2:].lower())
     query = select(CaseFile)
-    key = domain.name_key(q)
+    # Every word of the query (or its beginning) must be one of the name's hashed words.
+    tokens = vault.query_token_hashes(q)
     conditions = [col(CaseFile.person_ref).in_(person_refs)] if person_refs else []
-    if key:
-        conditions.append(col(CaseFile.name_key).like(f"%{_escape_like(key)}%", escape="\\"))
+    if tokens:
+        conditions.append(and_(*(col(CaseFile.name_tokens).like(f"%{t}%") for t in tokens)))
     if not conditions:
         return []
-    people = (await session.exec(query.where(or_(*conditions), col(CaseFile.erased_at).is_(None)).order_by(col(CaseFile.name_key)).limit(limit))).all()
+    people = (await session.exec(query.where(or_(*conditions), col(CaseFile.erased_at).is_(None))
+                                 .order_by(col(CaseFile.id)).limit(limit))).all()
+    keys = await vault.keys_for(session, [p.person_ref for p in people])
+    names = {p.person_ref: opened(vault, keys.get(p.person_ref), p) for p in people}
+    people = sorted(people, key=lambda p: domain.name_key(names[p.person_ref]["name"]))
     refs = [p.person_ref for p in people]
     latest: dict[str, HelpRequest] = {}
     if refs:
@@ -189,7 +213,8 @@ async def search(session, q: str, *, actor: str, today: date, limit: int = 50) -
         request = latest.get(person.person_ref)
         current = histories[request.request_ref][-1] if request else None
         out.append(CaseFileSummary(
-            person_ref=person.person_ref, name=person.name, age=person_age(person, today),
+            person_ref=person.person_ref, name=names[person.person_ref]["name"],
+            age=person_age(names[person.person_ref], person, today),
             last_request_ref=request.request_ref if request else None,
             last_received_at=request.received_at if request else None,
             decision=current.decision if current else None, track=current.track if current else None,
@@ -197,9 +222,9 @@ async def search(session, q: str, *, actor: str, today: date, limit: int = 50) -
     return out
 
 
-async def likely_matches(session, query: MatchQuery, *, actor: str) -> list[MatchOut]:
-    new = domain.Known("", domain.name_key(query.name), query.date_of_birth,
-                       domain.phone_key(query.phone), domain.email_key(str(query.email) if query.email else None))
+async def likely_matches(session, query: MatchQuery, *, actor: str, vault: Vault) -> list[MatchOut]:
+    new = domain.Known("", vault.name_hash(query.name), query.date_of_birth,
+                       vault.phone_hash(query.phone), vault.email_hash(str(query.email) if query.email else None))
     conditions = [col(CaseFile.name_key) == new.name_key]
     if new.phone_key:
         conditions.append(col(CaseFile.phone_key) == new.phone_key)
@@ -207,19 +232,22 @@ async def likely_matches(session, query: MatchQuery, *, actor: str) -> list[Matc
         conditions.append(col(CaseFile.email_key) == new.email_key)
     candidates = (await session.exec(select(CaseFile).where(or_(*conditions), col(CaseFile.erased_at).is_(None))
                                      .limit(200))).all()
-    by_ref = {c.person_ref: c for c in candidates}
-    known = [domain.Known(c.person_ref, c.name_key, c.date_of_birth, c.phone_key, c.email_key) for c in candidates]
-    return [MatchOut(person_ref=m.person_ref, name=by_ref[m.person_ref].name,
-                     date_of_birth=by_ref[m.person_ref].date_of_birth, reasons=list(m.reasons))
+    keys = await vault.keys_for(session, [c.person_ref for c in candidates])
+    by_ref = {c.person_ref: opened(vault, keys.get(c.person_ref), c) for c in candidates}
+    known = [domain.Known(c.person_ref, c.name_key, by_ref[c.person_ref]["date_of_birth"], c.phone_key, c.email_key)
+             for c in candidates]
+    return [MatchOut(person_ref=m.person_ref, name=by_ref[m.person_ref]["name"],
+                     date_of_birth=by_ref[m.person_ref]["date_of_birth"], reasons=list(m.reasons))
             for m in domain.likely_matches(new, known)]
 
 
-async def names_for(session, person_refs: list[str]) -> dict[str, str]:
+async def names_for(session, person_refs: list[str], *, vault: Vault) -> dict[str, str]:
     if not person_refs:
         return {}
-    rows = (await session.exec(select(CaseFile.person_ref, CaseFile.name)
-                               .where(col(CaseFile.person_ref).in_(person_refs)))).all()
-    return dict(rows)
+    people = (await session.exec(select(CaseFile).where(col(CaseFile.person_ref).in_(person_refs),
+                                                        col(CaseFile.erased_at).is_(None)))).all()
+    keys = await vault.keys_for(session, [p.person_ref for p in people])
+    return {p.person_ref: opened(vault, keys.get(p.person_ref), p)["name"] for p in people}
 
 
 # --- erasure and the person's own copy (Art. 15, 17) ------------------------------------------
@@ -245,14 +273,13 @@ async def get_erasure(session, erasure_ref: str) -> ErasureOut:
     )
 
 
-async def export_person(session, person_ref: str, *, actor: str, today: date) -> dict:
+async def export_person(session, person_ref: str, *, actor: str, today: date, vault: Vault) -> dict:
     """Everything intake holds about the person, as one JSON document (Art. 15)."""
-    case = await get_case_file(session, person_ref, actor=actor, today=today)
+    case = await get_case_file(session, person_ref, actor=actor, today=today, vault=vault)
+    key = await vault.key_for(session, person_ref)
     requests = (await session.exec(select(HelpRequest).where(HelpRequest.person_ref == person_ref)
                                    .order_by(col(HelpRequest.id)))).all()
-    recorded = [{"request_ref": r.request_ref, "caller_name": r.caller_name,
-                 "caller_organisation": r.caller_organisation, "notes": r.notes, "cadal": r.cadal}
-                for r in requests]
+    recorded = [{"request_ref": r.request_ref, **Vault.open(key, person_ref, r.sealed)} for r in requests]
     return {"exported_at": datetime.now(UTC).isoformat(), "service": "intake",
             "case_file": case.model_dump(mode="json"), "requests_as_recorded": recorded}
 

@@ -1,9 +1,11 @@
 from typing import Literal
 
-from pydantic import EmailStr, Field
+from pydantic import EmailStr, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+from .keys import DEFAULT_KEYS_DATABASE_URL, DEV_KEY_RING, DEV_SEARCH_KEY, KeyRing
 
 
 class IntakeSettings(ServiceSettings):
@@ -28,3 +30,17 @@ class IntakeSettings(ServiceSettings):
     argon2_time_cost: int = Field(3, ge=1, le=20)
     argon2_memory_kib: int = Field(65536, ge=1024, le=1048576)
     counters_cache_seconds: float = Field(60.0, ge=0, description="public counters are recomputed at most this often")
+    # Master keys wrapping each person's data key: `id:base64(32 bytes)`, comma-separated, first active.
+    key_ring: SecretStr = SecretStr(DEV_KEY_RING)
+    # Where the wrapped data keys live: apart from the data, so a copy of the data store never holds them.
+    keys_database_url: str = DEFAULT_KEYS_DATABASE_URL
+    # Key of the hashes that find a person by name, phone or e-mail without storing them in clear.
+    search_key: SecretStr = SecretStr(DEV_SEARCH_KEY)
+
+    @model_validator(mode="after")
+    def _no_development_keys_elsewhere(self):
+        KeyRing(self.key_ring.get_secret_value())  # refuses a malformed ring at start
+        if self.environment != "development" and (self.key_ring.get_secret_value() == DEV_KEY_RING
+                                                  or self.search_key.get_secret_value() == DEV_SEARCH_KEY):
+            raise ValueError("INTAKE_KEY_RING and INTAKE_SEARCH_KEY must be set outside development")
+        return self

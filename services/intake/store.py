@@ -3,7 +3,7 @@ the timeline built from other services' events, and staff accounts."""
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -18,18 +18,18 @@ class CaseFile(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     person_ref: str = Field(max_length=32, unique=True, index=True)
-    name: str = Field(max_length=200)
-    date_of_birth: date | None = None
+    # Name, date of birth, phone and e-mail, sealed with the person's own data key (keys.Vault).
+    sealed: str | None = Field(default=None, sa_column=Column(Text))
     stated_age: int | None = None
     language: str = Field(max_length=8)
-    phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=320)
     safe_to_leave_message: bool = False
     preferred_contact: str = Field(default="phone", max_length=20)
-    # Normalised keys to recognise a person who calls again (see domain.likely_matches).
+    # Keyed hashes (HMAC) of the normalised name, phone and e-mail, to recognise a person who calls
+    # again (domain.likely_matches), and of the name's words and their beginnings, to search.
     name_key: str = Field(default="", max_length=200, index=True)
     phone_key: str | None = Field(default=None, max_length=20, index=True)
     email_key: str | None = Field(default=None, max_length=320, index=True)
+    name_tokens: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=utcnow)
     created_by: str = Field(default="api", max_length=100)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -48,13 +48,11 @@ class HelpRequest(SQLModel, table=True):
     person_ref: str = Field(max_length=32, index=True)
     channel: str = Field(max_length=20)
     caller: str = Field(max_length=20)
-    caller_name: str | None = Field(default=None, max_length=200)
-    caller_organisation: str | None = Field(default=None, max_length=200)
+    # Caller's name and organisation, notes and the CADAL criteria, sealed with the person's key.
+    sealed: str | None = Field(default=None, sa_column=Column(Text))
     situation: str = Field(max_length=30)
     urgency: str = Field(max_length=20)
     needs: list = Field(default_factory=list, sa_column=Column(JSON))
-    cadal: dict | None = Field(default=None, sa_column=Column(JSON))
-    notes: str | None = None
     received_at: datetime = Field(default_factory=utcnow, index=True)
     recorded_by: str = Field(default="api", max_length=100)
     # Open until a staff member decides a case the rules could not settle.
@@ -80,7 +78,8 @@ class AssessmentRecord(SQLModel, table=True):
     follow_up_on: date | None = None
     decided_at: datetime = Field(default_factory=utcnow)
     decided_by: str = Field(default="rules", max_length=100)
-    override_reason: str | None = None
+    # The override reason, sealed with the person's key.
+    sealed: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class FollowUp(SQLModel, table=True):
@@ -90,7 +89,8 @@ class FollowUp(SQLModel, table=True):
     request_ref: str = Field(max_length=32, index=True)
     done_at: datetime = Field(default_factory=utcnow)
     done_by: str = Field(max_length=100)
-    note: str | None = None
+    # The note, sealed with the person's key.
+    sealed: str | None = Field(default=None, sa_column=Column(Text))
     next_follow_up_on: date | None = None
 
 
@@ -163,6 +163,18 @@ class ErasureConfirmation(SQLModel, table=True):
     records_erased: int = 0
     confirmed_at: datetime
     event_id: str = Field(max_length=64)
+
+
+class PersonKey(SQLModel, table=True):
+    """A person's data key, wrapped by the master key ring; deleting it erases the person for good.
+    Kept in a store of its own (INTAKE_KEYS_DATABASE_URL), so it is not in TABLES."""
+
+    __tablename__ = "intake_person_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_ref: str = Field(max_length=32, unique=True, index=True)
+    wrapped_key: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 TABLES = [
