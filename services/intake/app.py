@@ -12,7 +12,7 @@ from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
 from shared.web import install_error_handlers
 
-from . import api, console, handlers, queries
+from . import api, audit, console, handlers, queries
 from .access import Csrf
 from .accounts import StaffAccounts
 from .handlers import Intake
@@ -62,6 +62,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.intake = intake
     app.state.staff_accounts = staff_accounts
     install_error_handlers(app)
+    audit.install(app, runtime)
     api.install_error_handlers(app)
     runtime.mount_health(app)
     app.include_router(api.build_router(runtime, intake, counters, staff_accounts, secure_cookies=secure_cookies))

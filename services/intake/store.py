@@ -165,6 +165,25 @@ class ErasureConfirmation(SQLModel, table=True):
     event_id: str = Field(max_length=64)
 
 
+class AuditEntry(SQLModel, table=True):
+    """Who read or changed which case file, when and through which route: references only.
+    Append-only; each entry's hash covers the previous entry's hash and its own content."""
+
+    __tablename__ = "intake_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=10)
+    route: str = Field(max_length=200)
+    person_ref: str | None = Field(default=None, max_length=32, index=True)
+    request_ref: str | None = Field(default=None, max_length=32)
+    other_ref: str | None = Field(default=None, max_length=32)
+    status: int = 0
+    previous_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
 class PersonKey(SQLModel, table=True):
     """A person's data key, wrapped by the master key ring; deleting it erases the person for good.
     Kept in a store of its own (INTAKE_KEYS_DATABASE_URL), so it is not in TABLES."""
@@ -180,6 +199,6 @@ class PersonKey(SQLModel, table=True):
 TABLES = [
     CaseFile.__table__, HelpRequest.__table__, AssessmentRecord.__table__, FollowUp.__table__,
     TimelineEntry.__table__, StaffAccount.__table__, Consent.__table__, Erasure.__table__,
-    ErasureConfirmation.__table__,
+    ErasureConfirmation.__table__, AuditEntry.__table__,
 ]
 
