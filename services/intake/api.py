@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -13,6 +13,7 @@ from . import handlers, queries
 from .accounts import StaffAccounts
 from .access import active_staff_dependency, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
+from .throttle import SignInThrottle
 from .schemas import (
     CaseFileOut, CaseFileSummary, ConsentIn, ConsentOut, CountersOut, ErasureIn, ErasureOut, FollowUpIn, FollowUpOut, MatchOut, MatchQuery, NewRequest, OverrideIn,
     QueueOut, RequestOut, SessionOut, SignIn, TimelineOut, ValidationErrorOut,
@@ -56,7 +57,7 @@ def install_error_handlers(app) -> None:
 
 
 def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.PublicCounters, staff_accounts: StaffAccounts,
-                 *, secure_cookies: bool) -> APIRouter:
+                 *, secure_cookies: bool, throttle: SignInThrottle) -> APIRouter:
     router = APIRouter(prefix="/api")
     active_staff = active_staff_dependency(runtime, staff_accounts)
 
@@ -81,11 +82,19 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
 
     @router.post("/session", response_model=SessionOut, tags=["sign-in"], operation_id="sign_in",
                  responses={401: {"description": "unknown user name or wrong password", **_ERROR}, **BAD_INPUT})
-    async def sign_in(body: SignIn, response: Response) -> SessionOut:
-        """Sign in; returns the token and sets it as the `refuge_token` cookie the console uses."""
+    async def sign_in(body: SignIn, request: Request, response: Response) -> SessionOut:
+        """Sign in; returns the token and sets it as the `refuge_token` cookie the console uses. Too many
+        refused attempts for a user name or from an address are answered 429 with Retry-After."""
+        address = request.client.host if request.client else "unknown"
+        wait = await throttle.retry_after(body.username, address)
+        if wait is not None:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many refused sign-ins; try again later",
+                                headers={"Retry-After": str(wait)})
         account = await staff_accounts.authenticate(body.username, body.password)
         if account is None:
+            await throttle.failed(body.username, address)
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown user name or wrong password")
+        await throttle.succeeded(body.username)
         token = runtime.signer.issue(account.username, account.roles)
         set_session_cookie(response, token, max_age=runtime.signer.max_age, secure=secure_cookies)
         return SessionOut(token=token, expires_in=runtime.signer.max_age, username=account.username,

@@ -20,6 +20,7 @@ from .i18n import Console
 from .keys import KeyRing, Vault
 from .settings import IntakeSettings
 from .store import TABLES
+from .throttle import SignInThrottle
 from .upstream import OtherServices
 
 STATIC = Path(__file__).parent / "static"
@@ -65,11 +66,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     audit.install(app, runtime)
     api.install_error_handlers(app)
     runtime.mount_health(app)
-    app.include_router(api.build_router(runtime, intake, counters, staff_accounts, secure_cookies=secure_cookies))
+    throttle = SignInThrottle(runtime.sessions, max_failures=settings.sign_in_max_failures,
+                              window_seconds=settings.sign_in_window_seconds)
+    app.include_router(api.build_router(runtime, intake, counters, staff_accounts, secure_cookies=secure_cookies,
+                                        throttle=throttle))
     app.include_router(console.build_console(
         runtime=runtime, intake=intake, console=Console(ZoneInfo(settings.timezone), settings.console_default_language),
         csrf=Csrf(settings.auth_secret.get_secret_value(), secure_cookies), services=services, counters=counters,
-        staff_accounts=staff_accounts,
+        staff_accounts=staff_accounts, throttle=throttle,
         secure_cookies=secure_cookies))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

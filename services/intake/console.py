@@ -147,7 +147,8 @@ def field_of(loc: tuple) -> str:
 
 
 def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, services: OtherServices,
-                  counters: queries.PublicCounters, staff_accounts: StaffAccounts, secure_cookies: bool) -> APIRouter:
+                  counters: queries.PublicCounters, staff_accounts: StaffAccounts, secure_cookies: bool,
+                  throttle) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def render(request: Request, template: str, *, status: int = 200, staff: Staff | None = None,
@@ -228,10 +229,19 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         if not csrf.check(request, form.get("csrf_token")):
             return message(request, 403, _("This form has expired"), _("Go back, reload the page and submit the form again."))
         username = str(form.get("username") or "")[:64]
+        address = request.client.host if request.client else "unknown"
+        wait = await throttle.retry_after(username, address)
+        if wait is not None:
+            response = render(request, "login.html", status=429, next=next_page, username=username, expired=False,
+                              no_accounts=False, error=_("Too many refused sign-ins. Try again in a few minutes."))
+            response.headers["Retry-After"] = str(wait)
+            return response
         account = await staff_accounts.authenticate(username, str(form.get("password") or "")[:1000])
         if account is None:
+            await throttle.failed(username, address)
             return render(request, "login.html", status=401, next=next_page, username=username, expired=False,
                           no_accounts=False, error=_("Unknown user name or wrong password."))
+        await throttle.succeeded(username)
         token = runtime.signer.issue(account.username, account.roles)
         response = redirect(next_page)
         set_session_cookie(response, token, max_age=runtime.signer.max_age, secure=secure_cookies)

@@ -184,6 +184,16 @@ class AuditEntry(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+class SignInFailure(SQLModel, table=True):
+    """A refused sign-in, by user name and by client address (both hashed), to slow down guessing."""
+
+    __tablename__ = "intake_sign_in_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, index=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
 class PersonKey(SQLModel, table=True):
     """A person's data key, wrapped by the master key ring; deleting it erases the person for good.
     Kept in a store of its own (INTAKE_KEYS_DATABASE_URL), so it is not in TABLES."""
@@ -199,6 +209,6 @@ class PersonKey(SQLModel, table=True):
 TABLES = [
     CaseFile.__table__, HelpRequest.__table__, AssessmentRecord.__table__, FollowUp.__table__,
     TimelineEntry.__table__, StaffAccount.__table__, Consent.__table__, Erasure.__table__,
-    ErasureConfirmation.__table__, AuditEntry.__table__,
+    ErasureConfirmation.__table__, AuditEntry.__table__, SignInFailure.__table__,
 ]
 
