@@ -4,7 +4,7 @@ rules and partner recipients. Thin routes; the work happens in handlers.Notify."
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
@@ -153,6 +153,10 @@ class PreviewOut(BaseModel):
     webhook_body: dict | None
 
 
+# A database integer: larger numbers name no rule and must not reach the store (SQLite refuses them).
+RuleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
 def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
     router = APIRouter(prefix="/api", dependencies=[Depends(enforce_access(runtime.current_staff, ACCESS))])
     editor = require_roles(runtime.current_staff, Role.social_coordinator)
@@ -172,7 +176,7 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = Query(100, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**31 - 1),
     ) -> list[DeliveryOut]:
         """The delivery log, newest first; `X-Total-Count` tells how many match the filters."""
         filters = []
@@ -270,7 +274,7 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
             return [RuleOut(**r.model_dump()) for r in (await session.exec(query)).all()]
 
     @router.get("/rules/{rule_id}", response_model=RuleOut, tags=["rules"])
-    async def rule(rule_id: int) -> RuleOut:
+    async def rule(rule_id: RuleId) -> RuleOut:
         async with runtime.sessions() as session:
             found = await session.get(Rule, rule_id)
         if found is None:
@@ -296,7 +300,7 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
         return RuleOut(**row.model_dump())
 
     @router.put("/rules/{rule_id}", response_model=RuleOut, tags=["rules"])
-    async def replace_rule(rule_id: int, body: RuleIn, staff: Staff = Depends(editor)) -> RuleOut:
+    async def replace_rule(rule_id: RuleId, body: RuleIn, staff: Staff = Depends(editor)) -> RuleOut:
         data = checked(body)
         async with runtime.uow() as uow:
             row = await uow.session.get(Rule, rule_id)
@@ -313,7 +317,7 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
         return RuleOut(**row.model_dump())
 
     @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["rules"])
-    async def delete_rule(rule_id: int, _staff: Staff = Depends(editor)) -> Response:
+    async def delete_rule(rule_id: RuleId, _staff: Staff = Depends(editor)) -> Response:
         async with runtime.uow() as uow:
             row = await uow.session.get(Rule, rule_id)
             if row is None:

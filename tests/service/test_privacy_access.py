@@ -72,7 +72,7 @@ async def services(make_database, redis_url, namespace, tmp_path):
         for name, app in apps.items():
             await stack.enter_async_context(app.router.lifespan_context(app))
             clients[name] = await stack.enter_async_context(httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=f"http://{name}", timeout=10))
+                transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url=f"http://{name}", timeout=10))
             clients[name].app = app
         yield clients
 
