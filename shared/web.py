@@ -105,6 +105,7 @@ def install_error_handlers(app: FastAPI) -> None:
 # --- need-to-see access ------------------------------------------------------------------------
 
 DENIED = "not allowed for your role"  # the same answer whatever was asked: a refusal reveals nothing
+SERVICE_PRINCIPAL = "service:"  # a service's own token (no role), e.g. "service:notify"
 
 
 def enforce_access(current_staff, access: dict[tuple[str, str], frozenset[str]]):
@@ -114,7 +115,8 @@ def enforce_access(current_staff, access: dict[tuple[str, str], frozenset[str]])
     def check(request: Request, staff=Depends(current_staff)):
         route = request.scope.get("route")
         allowed = access.get((request.method, getattr(route, "path", "")), frozenset())
-        if not ({str(r) for r in staff.roles} & allowed or staff.username in allowed):
+        principal = staff.username if staff.username.startswith(SERVICE_PRINCIPAL) and not staff.roles else None
+        if not ({str(r) for r in staff.roles} & allowed or principal in allowed):
             raise HTTPException(status.HTTP_403_FORBIDDEN, DENIED)
         return staff
 

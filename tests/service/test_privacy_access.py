@@ -141,6 +141,10 @@ async def test_only_notify_s_own_token_fetches_a_partner_link_without_a_role(ser
     path = "/api/referrals/RF-nothing/partner-link"
     assert (await referrals.get(path, headers=token(username="service:notify"))).status_code == 404
     assert (await referrals.get(path, headers=token(username="someone"))).status_code == 403
+    # A staff account named like a role or a service gets nothing from its name.
+    assert (await referrals.get(path, headers=token(Role.psychologist, username="service:notify"))).status_code == 403
+    assert (await services["housing"].post("/api/flats", headers=token(Role.intake_worker, username="administrator"),
+                                           json={"code": "F-Y", "address": "Rue 2"})).status_code == 403
     assert (await referrals.get("/api/people/P-1", headers=token(username="service:notify"))).status_code == 403
 
 
