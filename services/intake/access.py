@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, Response, status
 
@@ -19,6 +20,23 @@ from .accounts import StaffAccounts
 TOKEN_COOKIE = "refuge_token"
 CSRF_COOKIE = "refuge_csrf"
 CASE_FILE_ROLES = frozenset({Role.intake_worker, Role.social_coordinator, Role.psychologist, Role.administrator})
+
+
+# Roles that see every case file and the health needs in it; an intake worker sees the case files
+# they recorded or followed up, without health needs (need-to-see).
+ALL_FILES_ROLES = frozenset({Role.social_coordinator, Role.psychologist, Role.administrator})
+HEALTH_ROLES = frozenset({Role.social_coordinator, Role.psychologist, Role.administrator})
+
+
+@dataclass(frozen=True)
+class Scope:
+    username: str
+    all_files: bool
+    health: bool
+
+
+def scope_of(staff: Staff) -> Scope:
+    return Scope(staff.username, bool(staff.roles & ALL_FILES_ROLES), bool(staff.roles & HEALTH_ROLES))
 
 
 def reads_case_files(staff: Staff) -> bool:

@@ -11,7 +11,7 @@ from shared.messaging import ServiceRuntime
 
 from . import handlers, queries
 from .accounts import StaffAccounts
-from .access import active_staff_dependency, clear_session_cookie, reads_case_files, set_session_cookie
+from .access import scope_of, active_staff_dependency, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .throttle import SignInThrottle
 from .schemas import (
@@ -78,6 +78,16 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
             raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed for your role")
         return staff
 
+    async def visible_person(staff: Staff, person_ref: str) -> None:
+        async with runtime.sessions() as session:
+            await handlers.case_file(session, person_ref)
+            await queries.check_visible(session, scope_of(staff), person_ref)
+
+    async def visible_request(staff: Staff, request_ref: str) -> None:
+        async with runtime.sessions() as session:
+            await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault,
+                                      scope=scope_of(staff))
+
     # --- sign-in -------------------------------------------------------------------------
 
     @router.post("/session", response_model=SessionOut, tags=["sign-in"], operation_id="sign_in",
@@ -131,23 +141,25 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
                 responses={**SIGNED_IN, **NOT_FOUND})
     async def get_request(request_ref: str, staff: Staff = Depends(case_reader)) -> RequestOut:
         async with runtime.sessions() as session:
-            return await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault)
+            return await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault, scope=scope_of(staff))
 
     @router.post("/requests/{request_ref}/override", response_model=RequestOut, tags=["requests"],
                  operation_id="override",
                  responses={**SIGNED_IN, **NOT_FOUND})
     async def override(request_ref: str, body: OverrideIn, staff: Staff = Depends(case_reader)) -> RequestOut:
         """A staff decision replacing the rules' one; records who, when and why."""
+        await visible_request(staff, request_ref)
         async with runtime.uow() as uow:
             await intake.override(uow, request_ref, body, actor=staff.username)
         async with runtime.sessions() as session:
-            return await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault)
+            return await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault, scope=scope_of(staff))
 
     @router.post("/requests/{request_ref}/follow-up", response_model=FollowUpOut, tags=["requests"],
                  operation_id="follow_up",
                  responses={**SIGNED_IN, **NOT_FOUND})
     async def follow_up(request_ref: str, body: FollowUpIn, staff: Staff = Depends(case_reader)) -> FollowUpOut:
         """Record that the person was followed up, and when to follow up next (if ever)."""
+        await visible_request(staff, request_ref)
         async with runtime.uow() as uow:
             done = await intake.record_follow_up(uow, request_ref, body, actor=staff.username)
         return FollowUpOut(request_ref=done.request_ref, done_at=done.done_at, done_by=done.done_by, note=body.note,
@@ -158,7 +170,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     async def today_queue(staff: Staff = Depends(case_worker)) -> QueueOut:
         """Today's new requests, and those waiting for a staff decision or a follow-up."""
         async with runtime.sessions() as session:
-            return await queries.queue(session, actor=staff.username, vault=intake.vault, today=intake.today(), zone=intake.zone)
+            return await queries.queue(session, actor=staff.username, vault=intake.vault, scope=scope_of(staff), today=intake.today(), zone=intake.zone)
 
     # --- case files ------------------------------------------------------------------------
 
@@ -168,28 +180,28 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
                                     description="part of a name, or a P-… / R-… reference"),
                      staff: Staff = Depends(case_worker)) -> list[CaseFileSummary]:
         async with runtime.sessions() as session:
-            return await queries.search(session, q, actor=staff.username, vault=intake.vault, today=intake.today())
+            return await queries.search(session, q, actor=staff.username, vault=intake.vault, scope=scope_of(staff), today=intake.today())
 
     @router.post("/case-files/matches", response_model=list[MatchOut], tags=["case files"], operation_id="likely_matches",
                 responses={**SIGNED_IN})
     async def matches(body: MatchQuery, staff: Staff = Depends(case_worker)) -> list[MatchOut]:
         """Case files that probably belong to the caller; link one by giving its person_ref when recording."""
         async with runtime.sessions() as session:
-            return await queries.likely_matches(session, body, actor=staff.username, vault=intake.vault)
+            return await queries.likely_matches(session, body, actor=staff.username, vault=intake.vault, scope=scope_of(staff))
 
     @router.get("/case-files/{person_ref}", response_model=CaseFileOut, tags=["case files"],
                 operation_id="get_case_file",
                 responses={**SIGNED_IN, **NOT_FOUND})
     async def case_file(person_ref: str, staff: Staff = Depends(case_reader)) -> CaseFileOut:
         async with runtime.sessions() as session:
-            return await queries.get_case_file(session, person_ref, actor=staff.username, vault=intake.vault, today=intake.today())
+            return await queries.get_case_file(session, person_ref, actor=staff.username, vault=intake.vault, scope=scope_of(staff), today=intake.today())
 
     @router.get("/people/{person_ref}/timeline", response_model=list[TimelineOut], tags=["case files"],
                 operation_id="timeline",
                 responses={**SIGNED_IN, **NOT_FOUND})
     async def timeline(person_ref: str, staff: Staff = Depends(case_reader)) -> list[TimelineOut]:
         async with runtime.sessions() as session:
-            return await queries.get_timeline(session, person_ref, actor=staff.username)
+            return await queries.get_timeline(session, person_ref, actor=staff.username, scope=scope_of(staff))
 
     # --- consent (rule 8) ------------------------------------------------------------------
 
@@ -197,6 +209,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
                  tags=["consent"], operation_id="give_consent", responses={**SIGNED_IN, **NOT_FOUND})
     async def give_consent(person_ref: str, body: ConsentIn, staff: Staff = Depends(case_reader)) -> ConsentOut:
         """Record that the person agrees a partner may receive their data for a purpose (optionally until a day)."""
+        await visible_person(staff, person_ref)
         async with runtime.uow() as uow:
             consent = await intake.give_consent(uow, person_ref, body, actor=staff.username)
         return queries.consent_out(consent, intake.today())
@@ -206,12 +219,14 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     async def list_consents(person_ref: str, staff: Staff = Depends(case_reader)) -> list[ConsentOut]:
         async with runtime.sessions() as session:
             await handlers.case_file(session, person_ref)
+            await queries.check_visible(session, scope_of(staff), person_ref)
             return await queries.consents_of(session, person_ref, today=intake.today())
 
     @router.post("/case-files/{person_ref}/consents/{consent_ref}/withdraw", response_model=ConsentOut,
                  tags=["consent"], operation_id="withdraw_consent", responses={**SIGNED_IN, **NOT_FOUND})
     async def withdraw_consent(person_ref: str, consent_ref: str, staff: Staff = Depends(case_reader)) -> ConsentOut:
         """Withdraw a consent: referrals and notify stop sharing with that partner from then on."""
+        await visible_person(staff, person_ref)
         async with runtime.uow() as uow:
             consent = await intake.withdraw_consent(uow, person_ref, consent_ref, actor=staff.username)
         return queries.consent_out(consent, intake.today())
@@ -239,7 +254,7 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     async def export(person_ref: str, staff: Staff = Depends(erasure_officer)) -> Response:
         """Everything intake holds about the person (GDPR Art. 15), as one downloadable JSON file."""
         async with runtime.sessions() as session:
-            document = await queries.export_person(session, person_ref, actor=staff.username, vault=intake.vault, today=intake.today())
+            document = await queries.export_person(session, person_ref, actor=staff.username, vault=intake.vault, scope=scope_of(staff), today=intake.today())
         return JSONResponse(document, headers={
             "Content-Disposition": f'attachment; filename="intake-{person_ref}.json"', "Cache-Control": "no-store"})
 

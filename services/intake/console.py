@@ -20,7 +20,7 @@ from shared.auth import Role, Staff
 
 from . import queries, words
 from .accounts import StaffAccounts
-from .access import TOKEN_COOKIE, Csrf, clear_session_cookie, reads_case_files, set_session_cookie
+from .access import scope_of, TOKEN_COOKIE, Csrf, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .i18n import LANGUAGE_COOKIE, LANGUAGES, Console, format_day
 from .schemas import CONSENT_PURPOSES, ConsentIn, ErasureIn, FollowUpIn, Language, MatchQuery, NewRequest, OverrideIn
@@ -278,7 +278,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         if isinstance(staff, Response):
             return staff
         async with runtime.sessions() as session:
-            queue = await queries.queue(session, actor=staff.username, vault=intake.vault, today=intake.today(), zone=intake.zone)
+            queue = await queries.queue(session, actor=staff.username, vault=intake.vault, scope=scope_of(staff), today=intake.today(), zone=intake.zone)
         return render(request, "queue.html", staff=staff, active="queue", queue=queue)
 
     @router.get("/search")
@@ -293,7 +293,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
                 error = gettext(request)("Type at least two characters.")
             else:
                 async with runtime.sessions() as session:
-                    results = await queries.search(session, q, actor=staff.username, vault=intake.vault, today=intake.today())
+                    results = await queries.search(session, q, actor=staff.username, vault=intake.vault, scope=scope_of(staff), today=intake.today())
         return render(request, "search.html", staff=staff, active="search", q=q, results=results, error=error,
                       status=422 if error else 200)
 
@@ -308,7 +308,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             stays = None
         if stays is not None:
             async with runtime.sessions() as session:
-                names = await queries.names_for(session, [s["person_ref"] for s in stays], vault=intake.vault)
+                names = await queries.names_for(session, [s["person_ref"] for s in stays], vault=intake.vault, scope=scope_of(staff))
             stays = [{**s, "name": names.get(s["person_ref"])} for s in stays]
         return render(request, "stays.html", staff=staff, active="stays", stays=stays)
 
@@ -344,7 +344,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             async with runtime.sessions() as session:
                 matches = await queries.likely_matches(
                     session, MatchQuery(name=data.name, date_of_birth=data.date_of_birth, phone=data.phone,
-                                        email=data.email), actor=staff.username, vault=intake.vault)
+                                        email=data.email), actor=staff.username, vault=intake.vault, scope=scope_of(staff))
             if matches:
                 return request_form(request, staff, values=values, matches=matches)
         try:
@@ -362,7 +362,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         t = Words(_, console.language_of(request))
         try:
             async with runtime.sessions() as session:
-                case = await queries.get_case_file(session, person_ref, actor=staff.username, vault=intake.vault, today=intake.today())
+                case = await queries.get_case_file(session, person_ref, actor=staff.username, vault=intake.vault, scope=scope_of(staff), today=intake.today())
         except NotFound:
             return message(request, 404, _("Not found"), _("There is no such case file."), staff)
         try:
@@ -416,7 +416,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             return staff
         try:
             async with runtime.sessions() as session:
-                found = await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault)
+                found = await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault, scope=scope_of(staff))
         except NotFound:
             _ = gettext(request)
             return message(request, 404, _("Not found"), _("There is no such request."), staff)
@@ -429,7 +429,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         t = Words(gettext(request), console.language_of(request))
         try:
             async with runtime.sessions() as session:
-                person_ref = (await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault)).person_ref
+                person_ref = (await queries.get_request(session, request_ref, actor=staff.username, vault=intake.vault, scope=scope_of(staff))).person_ref
         except NotFound:
             _ = gettext(request)
             return message(request, 404, _("Not found"), _("There is no such request."), staff)
@@ -464,6 +464,8 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         t = Words(gettext(request), console.language_of(request))
         try:
             data = ConsentIn.model_validate({k: v for k, v in form.items() if k != "csrf_token" and v != ""})
+            async with runtime.sessions() as session:
+                await queries.check_visible(session, scope_of(staff), person_ref)
             async with runtime.uow() as uow:
                 await intake.give_consent(uow, person_ref, data, actor=staff.username)
         except ValidationError as exc:
@@ -484,6 +486,8 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         if form is None:
             return staff
         try:
+            async with runtime.sessions() as session:
+                await queries.check_visible(session, scope_of(staff), person_ref)
             async with runtime.uow() as uow:
                 await intake.withdraw_consent(uow, person_ref, consent_ref, actor=staff.username)
         except NotFound:

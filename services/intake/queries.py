@@ -11,14 +11,37 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, time as clock
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, true
 from sqlmodel import col, select
 
 from shared.events.codes import Decision, Track
 
 from . import domain
 from .handlers import NotFound, case_file, check_ref
+from .access import Scope
 from .keys import Vault
+
+HEALTH_NEEDS = {"mental_health", "physical_health"}
+
+
+def visible_to(scope: Scope | None):
+    """SQL condition on CaseFile: the case files the scope may see."""
+    if scope is None or scope.all_files:
+        return true()
+    recorded = select(HelpRequest.person_ref).where(HelpRequest.recorded_by == scope.username)
+    followed = (select(HelpRequest.person_ref).join(FollowUp, col(FollowUp.request_ref) == col(HelpRequest.request_ref))
+                .where(FollowUp.done_by == scope.username))
+    return or_(CaseFile.created_by == scope.username, col(CaseFile.person_ref).in_(recorded),
+               col(CaseFile.person_ref).in_(followed))
+
+
+async def check_visible(session, scope: Scope | None, person_ref: str) -> None:
+    """404 for a case file that is not the caller's to see."""
+    if scope is None or scope.all_files:
+        return
+    seen = (await session.exec(select(CaseFile.id).where(CaseFile.person_ref == person_ref, visible_to(scope)))).first()
+    if seen is None:
+        raise NotFound(person_ref)
 from .schemas import (
     ERASURE_REF, PERSON_REF, REQUEST_REF, AssessmentOut, ConsentOut, ErasureConfirmationOut, ErasureOut, CaseFileOut, CaseFileSummary, CounterOut, CountersOut, FollowUpOut, MatchOut, MatchQuery,
     QueueItem, QueueOut, RequestOut, RuleOut, TimelineOut,
@@ -68,12 +91,14 @@ def _assessment_out(record: AssessmentRecord, key: bytes | None = None, person_r
     )
 
 
-def request_out(request: HelpRequest, history: list[AssessmentRecord], key: bytes | None = None) -> RequestOut:
+def request_out(request: HelpRequest, history: list[AssessmentRecord], key: bytes | None = None,
+                scope: Scope | None = None) -> RequestOut:
     current = history[-1]
     return RequestOut(
         request_ref=request.request_ref, person_ref=request.person_ref, received_at=request.received_at,
         recorded_by=request.recorded_by, channel=request.channel, caller=request.caller,
-        situation=request.situation, urgency=request.urgency, needs=list(request.needs),
+        situation=request.situation, urgency=request.urgency,
+        needs=[n for n in request.needs if scope is None or scope.health or n not in HEALTH_NEEDS],
         decision=current.decision, track=current.track, place_kind=current.place_kind,
         needs_review=request.needs_review, refer_to=current.refer_to, follow_up_on=request.follow_up_on,
         decided_by=current.decided_by, decided_at=current.decided_at, override_reason=_reason(current, key, request.person_ref),
@@ -82,19 +107,22 @@ def request_out(request: HelpRequest, history: list[AssessmentRecord], key: byte
     )
 
 
-async def get_request(session, request_ref: str, *, actor: str, vault: Vault) -> RequestOut:
+async def get_request(session, request_ref: str, *, actor: str, vault: Vault, scope: Scope | None = None) -> RequestOut:
     check_ref(request_ref, REQUEST_REF)
     request = (await session.exec(
         select(HelpRequest).join(CaseFile, col(CaseFile.person_ref) == col(HelpRequest.person_ref))
         .where(HelpRequest.request_ref == request_ref, col(CaseFile.erased_at).is_(None)))).first()
     if request is None:
         raise NotFound(request_ref)
+    await check_visible(session, scope, request.person_ref)
     history = (await _assessments(session, [request_ref]))[request_ref]
-    return request_out(request, history, await vault.key_for(session, request.person_ref))
+    return request_out(request, history, await vault.key_for(session, request.person_ref), scope)
 
 
-async def get_case_file(session, person_ref: str, *, actor: str, today: date, vault: Vault) -> CaseFileOut:
+async def get_case_file(session, person_ref: str, *, actor: str, today: date, vault: Vault,
+                        scope: Scope | None = None) -> CaseFileOut:
     person = await case_file(session, person_ref)
+    await check_visible(session, scope, person_ref)
     key = await vault.key_for(session, person_ref)
     fields = opened(vault, key, person)
     requests = (await session.exec(
@@ -113,7 +141,7 @@ async def get_case_file(session, person_ref: str, *, actor: str, today: date, va
         phone=fields["phone"], email=fields["email"], safe_to_leave_message=person.safe_to_leave_message,
         preferred_contact=person.preferred_contact, created_at=person.created_at,
         where_now=domain.where_now([(t.event_type, t.details) for t in timeline], latest_decision),
-        requests=[request_out(r, histories[r.request_ref], key) for r in requests],
+        requests=[request_out(r, histories[r.request_ref], key, scope) for r in requests],
         follow_ups=[FollowUpOut(request_ref=f.request_ref, done_at=f.done_at, done_by=f.done_by,
                                 note=Vault.open(key, person_ref, f.sealed).get("note"),
                                 next_follow_up_on=f.next_follow_up_on) for f in follow_ups],
@@ -135,9 +163,10 @@ async def consents_of(session, person_ref: str, *, today: date) -> list[ConsentO
     return [consent_out(c, today) for c in rows]
 
 
-async def get_timeline(session, person_ref: str, *, actor: str) -> list[TimelineOut]:
+async def get_timeline(session, person_ref: str, *, actor: str, scope: Scope | None = None) -> list[TimelineOut]:
     check_ref(person_ref, PERSON_REF)
     await case_file(session, person_ref)
+    await check_visible(session, scope, person_ref)
     rows = (await session.exec(
         select(TimelineEntry).where(TimelineEntry.person_ref == person_ref)
         .order_by(col(TimelineEntry.occurred_at), col(TimelineEntry.id))
@@ -145,14 +174,14 @@ async def get_timeline(session, person_ref: str, *, actor: str) -> list[Timeline
     return [TimelineOut(event_type=r.event_type, occurred_at=r.occurred_at, details=r.details) for r in rows]
 
 
-async def queue(session, *, actor: str, today: date, zone: ZoneInfo, vault: Vault) -> QueueOut:
+async def queue(session, *, actor: str, today: date, zone: ZoneInfo, vault: Vault, scope: Scope | None = None) -> QueueOut:
     """New: received today. Pending: waiting for a staff decision, or a follow-up due by today."""
     # Stored times are UTC; the refuge's day starts at midnight in its own time zone.
     start_of_day = datetime.combine(today, clock.min, tzinfo=zone).astimezone(UTC)
     rows = (await session.exec(
         select(HelpRequest, CaseFile).join(CaseFile, col(CaseFile.person_ref) == col(HelpRequest.person_ref))
         .where(or_(col(HelpRequest.received_at) >= start_of_day, col(HelpRequest.needs_review).is_(True),
-                   col(HelpRequest.follow_up_on) <= today), col(CaseFile.erased_at).is_(None))
+                   col(HelpRequest.follow_up_on) <= today), col(CaseFile.erased_at).is_(None), visible_to(scope))
         .order_by(col(HelpRequest.received_at))
     )).all()
     histories = await _assessments(session, [r.request_ref for r, _ in rows])
@@ -178,7 +207,8 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def search(session, q: str, *, actor: str, today: date, vault: Vault, limit: int = 50) -> list[CaseFileSummary]:
+async def search(session, q: str, *, actor: str, today: date, vault: Vault, scope: Scope | None = None,
+                 limit: int = 50) -> list[CaseFileSummary]:
     """By reference (a case file's P-… or a request's R-…) or by part of a name."""
     q = q.strip()
     ref = q.upper()
@@ -196,7 +226,7 @@ async def search(session, q: str, *, actor: str, today: date, vault: Vault, limi
         conditions.append(and_(*(col(CaseFile.name_tokens).like(f"%{t}%") for t in tokens)))
     if not conditions:
         return []
-    people = (await session.exec(query.where(or_(*conditions), col(CaseFile.erased_at).is_(None))
+    people = (await session.exec(query.where(or_(*conditions), col(CaseFile.erased_at).is_(None), visible_to(scope))
                                  .order_by(col(CaseFile.id)).limit(limit))).all()
     keys = await vault.keys_for(session, [p.person_ref for p in people])
     names = {p.person_ref: opened(vault, keys.get(p.person_ref), p) for p in people}
@@ -222,7 +252,8 @@ async def search(session, q: str, *, actor: str, today: date, vault: Vault, limi
     return out
 
 
-async def likely_matches(session, query: MatchQuery, *, actor: str, vault: Vault) -> list[MatchOut]:
+async def likely_matches(session, query: MatchQuery, *, actor: str, vault: Vault,
+                         scope: Scope | None = None) -> list[MatchOut]:
     new = domain.Known("", vault.name_hash(query.name), query.date_of_birth,
                        vault.phone_hash(query.phone), vault.email_hash(str(query.email) if query.email else None))
     conditions = [col(CaseFile.name_key) == new.name_key]
@@ -236,16 +267,21 @@ async def likely_matches(session, query: MatchQuery, *, actor: str, vault: Vault
     by_ref = {c.person_ref: opened(vault, keys.get(c.person_ref), c) for c in candidates}
     known = [domain.Known(c.person_ref, c.name_key, by_ref[c.person_ref]["date_of_birth"], c.phone_key, c.email_key)
              for c in candidates]
-    return [MatchOut(person_ref=m.person_ref, name=by_ref[m.person_ref]["name"],
-                     date_of_birth=by_ref[m.person_ref]["date_of_birth"], reasons=list(m.reasons))
+    # A likely match on someone else's case file is named by reference only: linking the call to it
+    # is what makes it the worker's to see.
+    mine = {ref for ref in (await session.exec(select(CaseFile.person_ref).where(
+        col(CaseFile.person_ref).in_(list(by_ref)), visible_to(scope)))).all()} if by_ref else set()
+    return [MatchOut(person_ref=m.person_ref, name=by_ref[m.person_ref]["name"] if m.person_ref in mine else "",
+                     date_of_birth=by_ref[m.person_ref]["date_of_birth"] if m.person_ref in mine else None,
+                     reasons=list(m.reasons))
             for m in domain.likely_matches(new, known)]
 
 
-async def names_for(session, person_refs: list[str], *, vault: Vault) -> dict[str, str]:
+async def names_for(session, person_refs: list[str], *, vault: Vault, scope: Scope | None = None) -> dict[str, str]:
     if not person_refs:
         return {}
     people = (await session.exec(select(CaseFile).where(col(CaseFile.person_ref).in_(person_refs),
-                                                        col(CaseFile.erased_at).is_(None)))).all()
+                                                        col(CaseFile.erased_at).is_(None), visible_to(scope)))).all()
     keys = await vault.keys_for(session, [p.person_ref for p in people])
     return {p.person_ref: opened(vault, keys.get(p.person_ref), p)["name"] for p in people}
 
@@ -273,9 +309,10 @@ async def get_erasure(session, erasure_ref: str) -> ErasureOut:
     )
 
 
-async def export_person(session, person_ref: str, *, actor: str, today: date, vault: Vault) -> dict:
+async def export_person(session, person_ref: str, *, actor: str, today: date, vault: Vault,
+                        scope: Scope | None = None) -> dict:
     """Everything intake holds about the person, as one JSON document (Art. 15)."""
-    case = await get_case_file(session, person_ref, actor=actor, today=today, vault=vault)
+    case = await get_case_file(session, person_ref, actor=actor, today=today, vault=vault, scope=scope)
     key = await vault.key_for(session, person_ref)
     requests = (await session.exec(select(HelpRequest).where(HelpRequest.person_ref == person_ref)
                                    .order_by(col(HelpRequest.id)))).all()
