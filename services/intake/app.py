@@ -35,6 +35,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                     minor_follow_up_days=settings.minor_follow_up_days, timezone=settings.timezone,
                     vault=Vault(KeyRing(settings.key_ring.get_secret_value()), settings.search_key.get_secret_value(),
                                 settings.keys_database_url))
+    if settings.retention_closed_case_days:
+        runtime.background.append(handlers.retention_task(intake, runtime, settings.retention_closed_case_days,
+                                                          settings.retention_check_seconds))
     counters = queries.PublicCounters(runtime.sessions, settings.counters_cache_seconds)
     services = OtherServices(settings.housing_url, settings.upstream_timeout_seconds, settings.referrals_url)
     secure_cookies = settings.public_base_url.startswith("https://")

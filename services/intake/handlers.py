@@ -6,9 +6,10 @@ log can later be written from this one place.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -209,6 +210,63 @@ class Intake:
         log.info("erasure.requested", erasure_ref=erasure.erasure_ref, event_id=emitted.event_id,
                  records_erased=erasure.records_erased, actor=actor)
         return erasure
+
+    async def closed_case_files(self, session, closed_days: int) -> list[str]:
+        """Case files whose person left or was not taken on (discharged, declined, supported or
+        referred), with no follow-up planned and nothing recorded for more than `closed_days` days."""
+        cutoff = self.now() - timedelta(days=closed_days)
+        people = (await session.exec(select(CaseFile.person_ref).where(col(CaseFile.erased_at).is_(None)))).all()
+        closed = []
+        for person_ref in people:
+            requests = (await session.exec(select(HelpRequest).where(HelpRequest.person_ref == person_ref)
+                                           .order_by(col(HelpRequest.id)))).all()
+            if any(r.follow_up_on is not None or r.needs_review for r in requests):
+                continue
+            refs = [r.request_ref for r in requests]
+            decisions = (await session.exec(select(AssessmentRecord).where(
+                col(AssessmentRecord.request_ref).in_(refs)).order_by(col(AssessmentRecord.id)))).all() if refs else []
+            follow_ups = (await session.exec(select(FollowUp.done_at).where(
+                col(FollowUp.request_ref).in_(refs)))).all() if refs else []
+            timeline = (await session.exec(select(TimelineEntry).where(TimelineEntry.person_ref == person_ref)
+                                           .order_by(col(TimelineEntry.occurred_at), col(TimelineEntry.id)))).all()
+            latest = decisions[-1].decision if decisions else None
+            if domain.where_now([(t.event_type, t.details) for t in timeline], latest) not in CLOSED:
+                continue
+            moments = [r.received_at for r in requests] + [d.decided_at for d in decisions] + list(follow_ups) + \
+                      [t.occurred_at for t in timeline]
+            if moments and max(_utc(m) for m in moments) < cutoff:
+                closed.append(person_ref)
+        return closed
+
+    async def apply_retention(self, runtime, closed_days: int) -> list[str]:
+        """Request the erasure of every case file closed for longer than the retention period."""
+        async with runtime.sessions() as session:
+            closed = await self.closed_case_files(session, closed_days)
+        for person_ref in closed:
+            async with runtime.uow() as uow:
+                await self.request_erasure(uow, person_ref, ErasureIn(
+                    reason=f"retention: closed for more than {closed_days} days"), actor="retention")
+        if closed:
+            log.info("retention.applied", erased=len(closed), closed_days=closed_days)
+        return closed
+
+
+CLOSED = {"discharged", "declined", "supported", "referred"}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def retention_task(intake: Intake, runtime, closed_days: int, every_seconds: float):
+    async def retention() -> None:
+        while True:
+            try:
+                await intake.apply_retention(runtime, closed_days)
+            except Exception as exc:  # the next pass tries again; the service keeps running
+                log.error("retention.failed", error=type(exc).__name__)
+            await asyncio.sleep(every_seconds)
+    return retention
 
 
 async def erase_person(session, person: CaseFile, now: datetime) -> int:

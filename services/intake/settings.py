@@ -32,6 +32,9 @@ class IntakeSettings(ServiceSettings):
     counters_cache_seconds: float = Field(60.0, ge=0, description="public counters are recomputed at most this often")
     sign_in_max_failures: int = Field(5, ge=1, le=100, description="refused sign-ins before 429, per user name and per address")
     sign_in_window_seconds: int = Field(900, ge=10, le=86400, description="how long a refused sign-in counts")
+    # Retention: erase case files closed for longer than this many days (off when unset).
+    retention_closed_case_days: int | None = Field(None, ge=1, le=36500)
+    retention_check_seconds: float = Field(3600.0, gt=0, description="how often the retention policy is applied")
     # Master keys wrapping each person's data key: `id:base64(32 bytes)`, comma-separated, first active.
     key_ring: SecretStr = SecretStr(DEV_KEY_RING)
     # Where the wrapped data keys live: apart from the data, so a copy of the data store never holds them.
