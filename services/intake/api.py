@@ -91,7 +91,10 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     # --- sign-in -------------------------------------------------------------------------
 
     @router.post("/session", response_model=SessionOut, tags=["sign-in"], operation_id="sign_in",
-                 responses={401: {"description": "unknown user name or wrong password", **_ERROR}, **BAD_INPUT})
+                 responses={401: {"description": "unknown user name or wrong password", **_ERROR},
+                            429: {"description": "too many refused sign-ins: wait `Retry-After` seconds",
+                                  "headers": {"Retry-After": {"schema": {"type": "integer"}}}, **_ERROR},
+                            **BAD_INPUT})
     async def sign_in(body: SignIn, request: Request, response: Response) -> SessionOut:
         """Sign in; returns the token and sets it as the `refuge_token` cookie the console uses. Too many
         refused attempts for a user name or from an address are answered 429 with Retry-After."""
