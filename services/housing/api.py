@@ -1,9 +1,10 @@
 """Housing's HTTP API for the staff console: thin routes over views.py (reads) and handlers.py (commands).
 
-Every route needs a signed-in staff member (401 otherwise). Reading is open to every staff role;
-running stays and the waiting list needs the housing or social-coordinator role; the inventory
-(flats, places) needs the housing role; administrators may do everything. Addresses appear only
-for the housing and administrator roles.
+Every route needs a signed-in staff member (401 otherwise) and a role that access.ACCESS allows for
+it (403, always the same body): reading for intake workers, coordinators and housing staff (a
+person's stays also for psychologists); running stays and the waiting list for housing staff and
+coordinators; the inventory (flats, places) for housing staff; administrators may do everything.
+Addresses appear only for the housing and administrator roles.
 """
 
 from __future__ import annotations
