@@ -128,8 +128,11 @@ def observe_mailbox(messages, obs: Observation) -> None:
     obs.mails_missing = sum(1 for ref, d in obs._deliveries.items() if d[3] == "sent" and ref not in received)
 
 
-async def group_backlog(client: aioredis.Redis, namespace: str) -> dict[str, int]:
-    """pending + lag of every consumer group on every stream (0 when all is read and acknowledged)."""
+async def group_backlog(client: aioredis.Redis, namespace: str, cap: int = 1000) -> dict[str, int]:
+    """pending + unread entries of every consumer group on every stream (0 when all is read and
+    acknowledged). Unread entries are counted after the group's last-delivered-id: the `lag` that
+    XINFO GROUPS reports goes wrong once Redis reloaded its AOF (it kept showing entries as unread
+    that the group had long read), so it is not used."""
     backlog: dict[str, int] = {}
     for group, producers in SUBSCRIPTIONS.items():
         for producer in producers:
@@ -143,11 +146,10 @@ async def group_backlog(client: aioredis.Redis, namespace: str) -> dict[str, int
                 name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
                 if name != group:
                     continue
-                lag = info.get("lag")
-                if lag is None:  # Redis cannot tell: compare the last read id with the stream's last id
-                    last = (await client.xinfo_stream(stream))["last-generated-id"]
-                    lag = 0 if info["last-delivered-id"] == last else 1
-                backlog[f"{group}@{producer}"] = int(info["pending"]) + int(lag)
+                last = info["last-delivered-id"]
+                last = last.decode() if isinstance(last, bytes) else last
+                unread = len(await client.xrange(stream, min=f"({last}", max="+", count=cap))
+                backlog[f"{group}@{producer}"] = int(info["pending"]) + unread
     return backlog
 
 
