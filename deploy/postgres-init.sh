@@ -10,3 +10,8 @@ CREATE DATABASE ${svc} OWNER ${svc};
 REVOKE ALL ON DATABASE ${svc} FROM PUBLIC;
 SQL
 done
+# Intake's per-person data keys, kept apart from intake's data.
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" <<SQL
+CREATE DATABASE intake_keys OWNER intake;
+REVOKE ALL ON DATABASE intake_keys FROM PUBLIC;
+SQL

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import store_kinds
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ("baseline", "handler_throughput", "end_to_end", "intake_api", "footprint", "backlog_drain")
@@ -83,11 +82,3 @@ def test_the_quick_benchmark_measures_every_scenario_and_writes_json_and_plot(tm
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.skipif("postgres" not in store_kinds(), reason="needs REFUGE_TEST_POSTGRES_URL")
-def test_the_quick_benchmark_runs_on_postgresql(tmp_path, postgres_server_url):
-    # What differs on PostgreSQL: fresh databases per service (dropped afterwards) and the
-    # baseline's table; the handler scenario exercises both, the other scenarios add only time.
-    data = run_quick_bench(tmp_path, "--postgres-url", postgres_server_url, "--only", "handler_throughput")
-    assert data["meta"]["store"] == "postgresql"
-    assert set(data["scenarios"]) == {"baseline", "handler_throughput"}
-    check_baseline_and_handlers(data["scenarios"])

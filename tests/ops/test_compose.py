@@ -13,6 +13,7 @@ REQUIRED = {
     "MAIL_FROM": "system@refuge.example", "SOCIAL_COORDINATOR_EMAIL": "coordination@refuge.example",
     "REFUGE_AUTH_SECRET": "s" * 40, "REFERRALS_LINK_SECRET": "l" * 40, "PARTNER_BASE_URL": "https://partners.example",
     "HOUSING_STAFF_EMAIL": "logistics@refuge.example",
+    "INTAKE_KEY_RING": "k1:" + "A" * 43 + "=", "INTAKE_SEARCH_KEY": "s" * 40,
 }
 
 
