@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from sqlmodel import col, select
 
 from services.housing.store import Stay, StayExtension, WaitlistEntry
-from services.intake.store import AssessmentRecord, CaseFile, HelpRequest, TimelineEntry
+from services.intake.store import AssessmentRecord, HelpRequest, TimelineEntry
 from services.notify.store import Delivery
 from services.referrals.store import FollowedPerson, Referral
 from shared.events import PRODUCERS, SUBSCRIPTIONS, dead_letter_stream, stream_name
@@ -55,18 +55,18 @@ async def _rows(url: str, query):
 
 async def observe_stores(urls: dict[str, str], obs: Observation) -> None:
     e = obs.effects
-    case_files = await _rows(urls["intake"], select(CaseFile.name, CaseFile.person_ref))
-    requests = await _rows(urls["intake"], select(HelpRequest.person_ref, HelpRequest.request_ref))
+    # Names are sealed in intake's store; each request carries its operation's marker as the
+    # name of the staff member who recorded it.
+    requests = await _rows(urls["intake"], select(HelpRequest.recorded_by, HelpRequest.person_ref,
+                                                  HelpRequest.request_ref))
     assessments = await _rows(urls["intake"], select(AssessmentRecord.request_ref, AssessmentRecord.decision,
                                                      AssessmentRecord.place_kind, AssessmentRecord.track))
-    request_of = {p: r for p, r in requests}
     assessment_of = {r: (d, k, t) for r, d, k, t in assessments}
-    for name, person in case_files:
-        e[("intake", "case_file", name)] += 1
-        request_ref = request_of.get(person)
+    for marker, person, request_ref in requests:
+        e[("intake", "request", marker)] += 1
         decision, kind, track = assessment_of.get(request_ref, (None, None, None))
-        obs.recorded[name] = {"person_ref": person, "request_ref": request_ref, "decision": decision,
-                              "place_kind": kind, "track": track}
+        obs.recorded[marker] = {"person_ref": person, "request_ref": request_ref, "decision": decision,
+                                "place_kind": kind, "track": track}
     seen: set[str] = set()
     for person, event_type, event_id in await _rows(
             urls["intake"], select(TimelineEntry.person_ref, TimelineEntry.event_type, TimelineEntry.event_id)):

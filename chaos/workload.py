@@ -36,7 +36,7 @@ SKIPPED = "skipped"  # nothing to do it on yet (e.g. no open stay): no call was 
 class Operation:
     no: int
     kind: str
-    marker: str  # unique per operation, stored where the service keeps the operation's input
+    marker: str  # unique per operation; the services store it (as the staff user's name, a reason...)
     status: str = ""
     detail: str = ""  # HTTP status or error class
     refs: dict = field(default_factory=dict)  # references the service answered with
@@ -76,8 +76,8 @@ def family(effect: Effect) -> Effect:
     return effect[:2] + effect[3:]
 
 
-def staff_headers() -> dict[str, str]:
-    token = TokenSigner(DEV_SECRET).issue("chaos-workload", list(Role))
+def staff_headers(username: str = "chaos-workload") -> dict[str, str]:
+    token = TokenSigner(DEV_SECRET).issue(username, list(Role))
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -102,14 +102,17 @@ def classify(response: httpx.Response | None, error: Exception | None) -> tuple[
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-async def call(ctx: WorkloadContext, method: str, url: str, *, retry_for: float = 60.0,
+async def call(ctx: WorkloadContext, method: str, url: str, *, retry_for: float = 60.0, as_staff: str = "",
                **kwargs) -> tuple[str, str, httpx.Response | None]:
     """One HTTP call as staff would make it: while the service does not take the connection
-    (restarting), try again; nothing was sent, so a retry cannot do the work twice."""
+    (restarting), try again; nothing was sent, so a retry cannot do the work twice.
+    `as_staff` signs the call in that user's name: services record who did what, so an
+    operation's marker used as the user name is found in their stores."""
     give_up = time.monotonic() + retry_for
+    headers = staff_headers(as_staff) if as_staff else ctx.headers
     while True:
         try:
-            response = await ctx.client.request(method, url, headers=ctx.headers, **kwargs)
+            response = await ctx.client.request(method, url, headers=headers, **kwargs)
         except NOT_SENT as exc:
             if time.monotonic() < give_up:
                 await asyncio.sleep(0.25)
@@ -174,7 +177,8 @@ class RecordRequest(OperationKind):
         profile = rng.choices(PROFILES, weights=[p[1] for p in PROFILES])[0]
         body = {"name": op.marker, "language": rng.choice(["fr", "nl", "en"]), "channel": rng.choice(["phone", "walk_in", "partner"]),
                 "urgency": rng.choice(["immediate", "days", "weeks"]), "needs": ["accommodation"], **profile[2]}
-        status, detail, response = await call(ctx, "POST", f"{ctx.urls['intake']}/api/requests", json=body)
+        status, detail, response = await call(ctx, "POST", f"{ctx.urls['intake']}/api/requests", json=body,
+                                              as_staff=op.marker)
         op.status, op.detail = status, f"{profile[0]}:{detail}"
         if status == ACCEPTED and response is not None:
             data = response.json()
@@ -184,13 +188,13 @@ class RecordRequest(OperationKind):
     # admission or waiting-list entry, one timeline line. Other effects of a request (needs,
     # automatic referrals of minors, partner mails) are secondary: checked for repeats only.
     # A minor is never housed: the request becomes one referral to youth services (rule 2).
-    families = {("intake", "case_file"), ("referrals", "followed"), ("housing", "placement"),
+    families = {("intake", "request"), ("referrals", "followed"), ("housing", "placement"),
                 ("intake", "timeline", "placement"), ("notify", "delivery", "placement", "social_coordinator"),
                 ("notify", "mail", "placement", "social_coordinator"), ("referrals", "referral", "youth_services")}
 
     def expected(self, op: Operation) -> Counter:
         person = op.refs["person_ref"]
-        effects = Counter({("intake", "case_file", op.marker): 1, ("referrals", "followed", person): 1})
+        effects = Counter({("intake", "request", op.marker): 1, ("referrals", "followed", person): 1})
         if op.refs["decision"] == "accommodate":
             # housing admits or waitlists; notify mails the coordinator once; intake's timeline shows it
             effects.update({("housing", "placement", person): 1, ("intake", "timeline", person, "placement"): 1,
@@ -339,7 +343,7 @@ class Workload:
         self._next_due = 0.0
 
     def marker(self, no: int) -> str:
-        return f"Chaos {self.seed}-{no:06d}"
+        return f"chaos-{self.seed}-{no:06d}"
 
     async def run(self) -> Ledger:
         # No keep-alive: a request either reaches a live process or fails to connect, which keeps
