@@ -338,22 +338,24 @@ def docs(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the document.")] = DOCUMENT,
     check: Annotated[bool, typer.Option("--check", help="Only check that the file is up to date.")] = False,
 ) -> None:
-    """Write the AsyncAPI 3.0.0 document of every event contract (docs/asyncapi.json)."""
-    from shared.ops import asyncapi
+    """Write the AsyncAPI 3.0.0 document of every event contract (docs/asyncapi.json) and each
+    service's OpenAPI document (docs/openapi/<service>.json)."""
+    from shared.ops import asyncapi, openapi
 
     if check:
         current = output.read_text() if output.exists() else ""
+        stale = openapi.stale()
         if current != asyncapi.render(asyncapi.build_document()):
-            err.print(f"[red]{escape(str(output))} is stale:[/] run `make docs`")
+            stale.insert(0, str(output))
+        if stale:
+            err.print(f"[red]stale: {escape(', '.join(stale))}:[/] run `make docs`")
             raise typer.Exit(EXIT_FAILED)
-        out.print(f"{escape(str(output))} is up to date")
+        out.print(f"{escape(str(output))} and docs/openapi/ are up to date")
         return
     changed = asyncapi.write(output)
     out.print(f"{'wrote' if changed else 'unchanged:'} {escape(str(output))}")
-
-
-if __name__ == "__main__":
-    main()
+    for service in openapi.write():
+        out.print(f"wrote docs/openapi/{service}.json")
 
 
 # --- through the services' APIs ---------------------------------------------------------
@@ -453,3 +455,7 @@ def _api(call, service: str, method: str, path: str, timeout: float, **kwargs):
 
 def _api_json(call, service: str, method: str, path: str, timeout: float):
     return _api(call, service, method, path, timeout).json()
+
+
+if __name__ == "__main__":
+    main()

@@ -52,3 +52,15 @@ def test_every_service_runs_from_the_one_image_with_a_healthcheck():
         assert service["environment"]["REFUGE_ENVIRONMENT"] == "production"
         assert service["environment"]["REFUGE_AUTH_SECRET"] == REQUIRED["REFUGE_AUTH_SECRET"]
     assert "--appendonly" in config["services"]["redis"]["command"]
+
+
+def test_the_development_override_is_valid_and_never_part_of_production():
+    result = compose(REQUIRED, "-f", "docker-compose.override.yml", "config", "-q")
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    merged = yaml.safe_load(compose(REQUIRED, "-f", "docker-compose.override.yml", "config").stdout)
+    assert merged["services"]["notify"]["environment"]["REFUGE_ENVIRONMENT"] == "development"
+    assert merged["services"]["notify"]["environment"]["NOTIFY_SMTP_HOST"] == "mailcatcher"
+    production = yaml.safe_load(compose(REQUIRED, "config").stdout)
+    assert production["services"]["notify"]["environment"]["REFUGE_ENVIRONMENT"] == "production"
