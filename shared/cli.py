@@ -258,6 +258,9 @@ IntakeDb = Annotated[str, _store_option("intake")]
 HousingDb = Annotated[str, _store_option("housing")]
 ReferralsDb = Annotated[str, _store_option("referrals")]
 NotifyDb = Annotated[str, _store_option("notify")]
+IntakeKeysDb = Annotated[str, typer.Option(
+    "--intake-keys-database-url", envvar="INTAKE_KEYS_DATABASE_URL", show_envvar=True,
+    help="Store of intake's per-person data keys: back it up with the data it unlocks.")]
 
 
 class RichProgress:
@@ -284,12 +287,14 @@ def backup(
     housing_db: HousingDb = "sqlite+aiosqlite:///./var/housing.db",
     referrals_db: ReferralsDb = "sqlite+aiosqlite:///./var/referrals.db",
     notify_db: NotifyDb = "sqlite+aiosqlite:///./var/notify.db",
+    intake_keys_db: IntakeKeysDb = "sqlite+aiosqlite:///./var/intake-keys.db",
     timeout: Timeout = 10.0,
 ) -> None:
     """Back up Redis (every key of the namespace) and then every service's store, consistently."""
     from shared.ops import backup as backups
 
-    stores = {"intake": intake_db, "housing": housing_db, "referrals": referrals_db, "notify": notify_db}
+    stores = {"intake": intake_db, "housing": housing_db, "referrals": referrals_db, "notify": notify_db,
+              "intake_keys": intake_keys_db}
     with _progress() as progress:
         report = run(lambda: backups.backup(directory, redis_url=redis_url, namespace=namespace, stores=stores,
                                             timeout=timeout, progress=RichProgress(progress)))
@@ -306,6 +311,7 @@ def restore(
     housing_db: HousingDb = "sqlite+aiosqlite:///./var/housing.db",
     referrals_db: ReferralsDb = "sqlite+aiosqlite:///./var/referrals.db",
     notify_db: NotifyDb = "sqlite+aiosqlite:///./var/notify.db",
+    intake_keys_db: IntakeKeysDb = "sqlite+aiosqlite:///./var/intake-keys.db",
     force: Annotated[bool, typer.Option("--force", help="Replace the rows and keys already there.")] = False,
     timeout: Timeout = 10.0,
 ) -> None:
@@ -316,7 +322,8 @@ def restore(
     """
     from shared.ops import backup as backups
 
-    stores = {"intake": intake_db, "housing": housing_db, "referrals": referrals_db, "notify": notify_db}
+    stores = {"intake": intake_db, "housing": housing_db, "referrals": referrals_db, "notify": notify_db,
+              "intake_keys": intake_keys_db}
     with _progress() as progress:
         report = run(lambda: backups.restore(directory, redis_url=redis_url, stores=stores, force=force,
                                              timeout=timeout, progress=RichProgress(progress)))

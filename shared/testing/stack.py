@@ -101,6 +101,9 @@ class Stack:
             prefix + "NAMESPACE": self.namespace,
             prefix + "PORT": str(port),
             "NOTIFY_SMTP_PORT": str(self.smtp_port),
+            # Intake's per-person keys live in their own store, beside this stack's other stores.
+            "INTAKE_KEYS_DATABASE_URL": self.database_urls.get(
+                "intake_keys", f"sqlite+aiosqlite:///{self.workdir / 'intake-keys.db'}"),
             "INTAKE_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports.get('intake', 8001)}",
             "NOTIFY_CONSOLE_URL": f"http://127.0.0.1:{self.ports.get('intake', 8001)}",
             # The console calls the other services' APIs server-side, with the staff member's token.

@@ -29,7 +29,7 @@ def refuge(*args: str) -> subprocess.CompletedProcess:
 
 
 def store_options(urls: dict[str, str]) -> list[str]:
-    return [arg for service, url in urls.items() for arg in (f"--{service}-database-url", url)]
+    return [arg for service, url in urls.items() for arg in (f"--{service.replace('_', '-')}-database-url", url)]
 
 
 def person(i: int, **overrides) -> dict:
@@ -70,6 +70,7 @@ def test_a_backup_restored_into_new_stores_and_redis_holds_every_request_stay_re
     first.stop()
 
     sources = {s: f"sqlite+aiosqlite:///{first.workdir / (s + '.db')}" for s in SERVICES}
+    sources["intake_keys"] = f"sqlite+aiosqlite:///{first.workdir / 'intake-keys.db'}"
     backed_up = refuge("backup", str(tmp_path / "backup"), "--redis-url", redis_url, "--namespace", namespace,
                        *store_options(sources))
     assert backed_up.returncode == 0, backed_up.stderr
@@ -77,6 +78,7 @@ def test_a_backup_restored_into_new_stores_and_redis_holds_every_request_stay_re
     assert manifest["stores"]["housing"]["tables"]["housing_stay"]["rows"] >= len(adults)
 
     targets = {s: f"sqlite+aiosqlite:///{tmp_path / 'restored' / (s + '.db')}" for s in SERVICES}
+    targets["intake_keys"] = f"sqlite+aiosqlite:///{tmp_path / 'restored' / 'intake-keys.db'}"
     restored = refuge("restore", str(tmp_path / "backup"), "--redis-url", own_redis.url, *store_options(targets))
     assert restored.returncode == 0, restored.stderr
     again = runner.invoke(app, ["restore", str(tmp_path / "backup"), "--redis-url", own_redis.url,
