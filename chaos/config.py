@@ -26,7 +26,7 @@ class ChaosConfig:
     network_delays: int = 2
     duplicate_bursts: int = 4  # copies of real entries re-published (some several times)
     reorder_bursts: int = 3  # real entries re-published newest first, old ones long after
-    bad_entry_rounds: int = 1  # garbage, non-envelope, invalid payload, unknown type: on every stream
+    bad_entry_rounds: int = 1  # one entry of each bad kind on every stream
     bad_kinds: tuple[str, ...] = ("garbage", "not_json", "not_an_envelope", "invalid_payload", "unknown_type")
     poison_events: int = 2
     # Of each service's kills, this many restart the process armed with a messaging fault point
