@@ -79,6 +79,3 @@ def test_the_quick_benchmark_measures_every_scenario_and_writes_json_and_plot(tm
     assert is_number(drain["drain_s"]) and is_number(drain["per_s"]) and is_number(drain["ratio_to_baseline"])
 
     assert {t["figure"] for t in data["targets"]} >= {"end-to-end p99 at 100 requests/s", "all services healthy after start"}
-
-
-@pytest.mark.timeout(900)
