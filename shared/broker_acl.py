@@ -1,7 +1,8 @@
 """Redis ACL users, one per service, limited to the streams it writes and reads (Redis 7).
 
 A service may append only to its own stream and to the dead-letter stream; on the streams it
-reads it may only use consumer-group commands. Generated from the subscriptions declared in
+reads it may only use consumer-group commands, and XRANGE to copy an entry it cannot decode
+into the dead-letter stream (it could read that entry through its group anyway). Generated from the subscriptions declared in
 shared/events/streams.py, so the compose file and the code cannot drift apart (a test checks).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from shared.events import PRODUCERS, dead_letter_stream, stream_name, streams_read_by
 
 CONNECTION = "+ping +hello +auth +select +client|setname +client|id"
-CONSUMER = "+xreadgroup +xack +xautoclaim +xpending +xinfo|groups +xinfo|consumers +xinfo|stream +xgroup|create"
+CONSUMER = "+xreadgroup +xrange +xack +xautoclaim +xpending +xinfo|groups +xinfo|consumers +xinfo|stream +xgroup|create"
 
 
 def service_acl(service: str, password: str, namespace: str = "refuge") -> str:

@@ -8,7 +8,7 @@ import redis
 import yaml
 
 from shared.broker_acl import all_acls, compose_args
-from shared.events import PRODUCERS, stream_name
+from shared.events import PRODUCERS, dead_letter_stream, stream_name
 from shared.testing.redis_server import RedisServer, redis_binary
 
 from ..e2e.helpers import open_stay, post_request, wait_for
@@ -65,3 +65,19 @@ def test_services_work_as_their_own_users_and_cannot_write_each_others_streams(
         housing.delete(stream_name(namespace, "intake"))
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(port=acl_redis.port, socket_timeout=5).xlen(stream_name(namespace, "intake"))
+
+    # An entry nobody can decode is copied to the dead letters under each reader's own user,
+    # and the stream keeps flowing behind it.
+    ops = redis.Redis.from_url(acl_redis.url, socket_timeout=5)
+    bad_id = ops.xadd(stream_name(namespace, "intake"), {"__data__": b"\x00\xffnot an event"})
+    dead_letters = dead_letter_stream(namespace)
+
+    def dead_lettered_by_every_reader() -> bool:
+        groups = {f[b"group"] for _id, f in ops.xrange(dead_letters) if f[b"origin_id"] == bad_id}
+        return groups == {b"housing", b"referrals", b"notify"}
+
+    assert wait_for(dead_lettered_by_every_reader), stack.logs()
+    later = post_request(stack.url("intake"))["person_ref"]
+    assert wait_for(lambda: open_stay(stack.url("housing"), later)), stack.logs()
+    assert wait_for(lambda: all(ops.xpending(stream_name(namespace, "intake"), g)["pending"] == 0
+                                for g in ("housing", "referrals", "notify")))
