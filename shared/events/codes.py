@@ -51,6 +51,9 @@ class Need(StrEnum):
     job_training_education = "job_training_education"
 
 
+HEALTH_NEEDS = frozenset({Need.physical_health, Need.mental_health})
+
+
 class ExitDestination(StrEnum):
     own_housing = "own_housing"
     post_shelter = "post_shelter"

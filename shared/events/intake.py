@@ -2,9 +2,9 @@
 
 from datetime import date, datetime
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from .codes import Channel, Decision, Need, PlaceKind, Track, Urgency
+from .codes import HEALTH_NEEDS, Channel, Decision, Need, PlaceKind, Track, Urgency
 from .envelope import Event, contract
 
 
@@ -30,6 +30,13 @@ class RequestAssessed(Event):
     # "partner") and when intake follows up. Both optional, so older readers are unaffected.
     refer_to: str | None = Field(None, pattern=r"^[a-z_]{1,40}$")
     follow_up_on: date | None = None
+
+    @field_validator("needs")
+    @classmethod
+    def _no_health_needs(cls, needs: tuple[Need, ...]) -> tuple[Need, ...]:
+        # Health is special-category data (rule 7): it never leaves intake, on writing or on reading
+        # an event an older intake published with it.
+        return tuple(n for n in needs if n not in HEALTH_NEEDS)
 
 
 @contract("intake")

@@ -77,6 +77,9 @@ def test_personal_data_reaches_no_stream_aof_log_audit_entry_or_partner(stack_fa
     assert person_ref.encode() in places["streams and dead letters"]  # the scan sees the run
     assert person_ref.encode() in places["Redis AOF files"]
     assert partner_mails and places["messages to partners"]
+    # Health needs are special-category data: recorded in intake, never on the broker.
+    assert b"housing_search" in places["streams and dead letters"]
+    assert b"mental_health" not in places["streams and dead letters"]
     for where, content in places.items():
         for field, marker in markers.items():
             assert marker.encode() not in content, f"{field} found in {where}"

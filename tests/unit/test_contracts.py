@@ -52,3 +52,14 @@ def test_occurred_at_must_carry_a_time_zone():
         Envelope.model_validate(data)
     data["occurred_at"] = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert Envelope.model_validate(data).occurred_at.tzinfo is not None
+
+
+def test_health_needs_never_travel_in_request_assessed_nor_are_read_from_an_older_event():
+    assessed = RequestAssessed(request_ref="R-1", person_ref="P-1", decision=Decision.support_only, track=Track.upstream,
+                               needs=("mental_health", "housing_search", "physical_health", "legal"))
+    assert [str(n) for n in assessed.needs] == ["housing_search", "legal"]
+    wire = Envelope.wrap(assessed).model_dump_json()
+    assert "health" not in wire
+    older = wire.replace('"needs":["housing_search","legal"]', '"needs":["physical_health","housing_search"]')
+    assert older != wire
+    assert [str(n) for n in Envelope.model_validate_json(older).open().needs] == ["housing_search"]
