@@ -22,16 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.store import is_sqlite, make_engine
 
 SERVICES = ("intake", "housing", "referrals", "notify")
+# store -> (service that owns it, folder of its migrations); intake's key store is a database apart.
+STORES = {**{s: (s, "migrations") for s in SERVICES}, "intake_keys": ("intake", "keys_migrations")}
 
 
-def migrations_dir(service: str) -> Path:
-    if service not in SERVICES:
-        raise ValueError(f"unknown service {service!r}")
-    return Path(importlib.import_module(f"services.{service}").__file__).parent / "migrations"
+def migrations_dir(store: str) -> Path:
+    if store not in STORES:
+        raise ValueError(f"unknown store {store!r}")
+    service, folder = STORES[store]
+    return Path(importlib.import_module(f"services.{service}").__file__).parent / folder
 
 
-def has_migrations(service: str) -> bool:
-    return service in SERVICES and (migrations_dir(service) / "env.py").exists()
+def has_migrations(store: str) -> bool:
+    return store in STORES and (migrations_dir(store) / "env.py").exists()
 
 
 def alembic_config(service: str, connection=None) -> Config:
@@ -109,10 +112,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="migrations of the refuge services' stores")
     sub = parser.add_subparsers(dest="action", required=True)
     rev = sub.add_parser("revision", help="autogenerate a revision from the service's tables")
-    rev.add_argument("service", choices=SERVICES)
+    rev.add_argument("service", choices=STORES)
     rev.add_argument("message")
     up = sub.add_parser("upgrade", help="upgrade a store to the newest revision")
-    up.add_argument("service", choices=SERVICES)
+    up.add_argument("service", choices=STORES)
     up.add_argument("url")
     args = parser.parse_args()
     if args.action == "revision":

@@ -13,6 +13,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -42,12 +43,26 @@ _propagator = TraceContextTextMapPropagator()
 _configured = False
 
 
-def configure_tracing(service: str) -> None:
+def configure_tracing(service: str, otlp_endpoint: str | None = None, timeout_seconds: float = 5.0) -> None:
+    """One tracer provider per process; spans go to an OTLP/HTTP collector when one is configured."""
     global _configured
     if _configured:
         return
-    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": service})))
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces", timeout=timeout_seconds)
+        # Exported from a worker thread in batches: a slow or absent collector never holds up an event.
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+    trace.set_tracer_provider(provider)
     _configured = True
+
+
+def flush_traces(timeout_seconds: float = 2.0) -> None:
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush(int(timeout_seconds * 1000))
 
 
 def tracer():

@@ -34,6 +34,9 @@ class ServiceSettings(BaseSettings):
     environment: str = Field("development", validation_alias=AliasChoices("REFUGE_ENVIRONMENT", "environment"))
     auth_secret: SecretStr = Field(SecretStr(DEV_SECRET), validation_alias=AliasChoices("REFUGE_AUTH_SECRET", "auth_secret"))
     token_max_age_seconds: int = Field(8 * 3600, validation_alias=AliasChoices("REFUGE_TOKEN_MAX_AGE_SECONDS", "token_max_age_seconds"))
+    otlp_endpoint: str | None = Field(None, validation_alias=AliasChoices("REFUGE_OTLP_ENDPOINT", "otlp_endpoint"),
+                                      description="OTLP/HTTP collector (e.g. http://collector:4318); spans stay in-process when unset")
+    otlp_timeout_seconds: float = Field(5.0, gt=0, validation_alias=AliasChoices("REFUGE_OTLP_TIMEOUT_SECONDS", "otlp_timeout_seconds"))
 
     @model_validator(mode="after")
     def _no_default_secret_outside_development(self):

@@ -8,15 +8,20 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy import func
+from sqlmodel import col, select
 
+from shared.events.codes import PlaceKind
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
+from shared.observability import DOMAIN
 from shared.web import install_error_handlers
 
 from . import api
 from .handlers import SEED_FILE, Housing, prepare_store, seed_places
 from .settings import HousingSettings
-from .store import TABLES
+from .domain import PlaceState
+from .store import TABLES, Place, WaitlistEntry
 
 log = structlog.get_logger("housing")
 
@@ -59,6 +64,20 @@ def create_app(settings: HousingSettings | None = None, *, today: Callable[[], d
             await asyncio.sleep(settings.clock_tick_seconds)
 
     runtime.background.append(stay_clock)
+
+    async def occupancy_gauges() -> None:
+        async with runtime.sessions() as session:
+            places = {(k, s): n for k, s, n in (await session.exec(
+                select(Place.kind, Place.state, func.count()).group_by(Place.kind, Place.state))).all()}
+            waiting = dict((await session.exec(select(WaitlistEntry.place_kind, func.count())
+                                               .where(col(WaitlistEntry.left_at).is_(None))
+                                               .group_by(WaitlistEntry.place_kind))).all())
+        for kind in PlaceKind:
+            for state in PlaceState:
+                DOMAIN.labels("housing", f"places_{state}", kind).set(places.get((kind, state), 0))
+            DOMAIN.labels("housing", "waiting_list", kind).set(waiting.get(kind, 0))
+
+    runtime.metric_hooks.append(occupancy_gauges)
     app = FastAPI(title="Refuge housing", version="1", description=DESCRIPTION, lifespan=runtime.lifespan())
     app.state.runtime = runtime
     app.state.housing = housing

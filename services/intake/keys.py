@@ -24,7 +24,8 @@ import sys
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlmodel import delete, select
 
-from shared.store import create_tables, make_engine, session_factory
+from shared.migrations import upgrade
+from shared.store import make_engine, session_factory
 
 from . import domain
 from .store import PersonKey
@@ -85,7 +86,7 @@ class Vault:
     async def sessions(self):
         if self._sessions is None:
             self._engine = make_engine(self.keys_database_url)
-            await create_tables(self._engine, [PersonKey.__table__])
+            await upgrade(self._engine, "intake_keys")
             self._sessions = session_factory(self._engine)
         return self._sessions
 

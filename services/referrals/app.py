@@ -5,16 +5,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
+from sqlalchemy import func
+from sqlmodel import select
 
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
+from shared.observability import DOMAIN
 from shared.web import install_error_handlers
 
 from . import api, partner
+from .domain import Status
 from .handlers import Referrals, seed_directory
 from .links import PartnerLinks
 from .settings import ReferralsSettings
-from .store import TABLES
+from .store import TABLES, Referral
 
 REFUGE_NAME = "Le Refuge Bruxelles"
 
@@ -35,6 +39,15 @@ def create_app(settings: ReferralsSettings | None = None, *, now: Callable[[], d
         await referrals.run_expiry(runtime.uow)
 
     runtime.background.append(expiry_clock)
+
+    async def referral_gauges() -> None:
+        async with runtime.sessions() as session:
+            counts = dict((await session.exec(select(Referral.status, func.count()).group_by(Referral.status))).all())
+        for status in Status:
+            DOMAIN.labels("referrals", "referrals", status).set(counts.get(status, 0))
+        DOMAIN.labels("referrals", "referrals_open", "all").set(counts.get(Status.pending, 0) + counts.get(Status.accepted, 0))
+
+    runtime.metric_hooks.append(referral_gauges)
     app = FastAPI(title="Refuge referrals", version="1", lifespan=runtime.lifespan())
     app.state.runtime = runtime
     app.state.referrals = referrals

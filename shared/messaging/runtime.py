@@ -20,6 +20,7 @@ from shared.observability import (
     OUTBOX_BACKLOG,
     configure_tracing,
     current_traceparent,
+    flush_traces,
     render,
     span,
 )
@@ -68,7 +69,7 @@ class ServiceRuntime:
         self.startup: list = []  # coroutine functions run once the tables exist (seeding)
         self.background: list = []  # long-running coroutine functions a service adds (clocks, senders)
         self.metric_hooks: list = []  # async callables refreshing domain gauges when /metrics is scraped
-        configure_tracing(settings.service_name)
+        configure_tracing(settings.service_name, settings.otlp_endpoint, settings.otlp_timeout_seconds)
 
     async def start(self) -> None:
         if self.settings.create_tables:
@@ -112,6 +113,7 @@ class ServiceRuntime:
         with suppress(Exception):
             await self.broker.stop()
         await self.engine.dispose()
+        await asyncio.to_thread(flush_traces)
 
     async def health(self) -> dict:
         checks: dict[str, bool] = {}

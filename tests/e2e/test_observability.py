@@ -3,6 +3,9 @@
 import json
 
 import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from shared.testing.webhook_receiver import WebhookReceiver
 
 from .helpers import PERSON, open_stay, staff_headers, wait_for
 
@@ -18,8 +21,21 @@ def metric(text: str, name: str, **labels) -> float:
     return total
 
 
+def services_in_trace(collector: WebhookReceiver, trace_id: str) -> set[str]:
+    """The services that exported a span of `trace_id` to the OTLP/HTTP collector."""
+    found = set()
+    for received in collector.requests("/v1/traces"):
+        export = ExportTraceServiceRequest.FromString(received.body)
+        for resource_spans in export.resource_spans:
+            service = next(a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name")
+            if any(s.trace_id.hex() == trace_id for scope in resource_spans.scope_spans for s in scope.spans):
+                found.add(service)
+    return found
+
+
 def test_metrics_move_and_one_trace_follows_a_request_from_intake_to_notify(stack_factory, smtp_sink):
-    stack = stack_factory().start()
+    collector = WebhookReceiver().start()
+    stack = stack_factory(extra_env={"REFUGE_OTLP_ENDPOINT": collector.url()}).start()
     response = httpx.post(f"{stack.url('intake')}/api/requests", json=PERSON, headers=staff_headers(), timeout=10)
     assert response.status_code == 201
     person_ref = response.json()["person_ref"]
@@ -33,6 +49,10 @@ def test_metrics_move_and_one_trace_follows_a_request_from_intake_to_notify(stac
     assert metric(scraped["housing"], "refuge_messages_processed_total", service="housing", event_type="RequestAssessed") >= 1
     assert metric(scraped["notify"], "refuge_messages_processed_total", service="notify", event_type="PersonAdmitted") >= 1
     assert metric(scraped["referrals"], "refuge_messages_received_total", service="referrals") >= 2
+    assert metric(scraped["housing"], "refuge_domain", service="housing", name="places_occupied", kind="emergency") == 1
+    assert metric(scraped["housing"], "refuge_domain", service="housing", name="places_vacant", kind="emergency") >= 1
+    assert metric(scraped["housing"], "refuge_domain", service="housing", name="waiting_list", kind="emergency") == 0
+    assert metric(scraped["referrals"], "refuge_domain", service="referrals", name="referrals_open", kind="all") == 0
     for name, text in scraped.items():
         assert "refuge_consumer_group_pending" in text, name
         assert "refuge_handler_seconds_bucket" in text, name
@@ -52,3 +72,8 @@ def test_metrics_move_and_one_trace_follows_a_request_from_intake_to_notify(stac
         assert entries, f"no log line of {service} carries the request's trace id"
         assert all(e["service"] == service for e in entries)
     assert any(e.get("event_id") for e in lines_with_trace("housing"))
+
+    # The same trace reaches an OpenTelemetry collector from every service the request went through.
+    assert wait_for(lambda: {"intake", "housing", "notify"} <= services_in_trace(collector, trace_id)), \
+        services_in_trace(collector, trace_id)
+    collector.stop()

@@ -79,3 +79,25 @@ async def test_a_store_upgrades_from_empty_and_from_the_skeleton_schema_with_its
     kept = {name: count for name, count in before.items() if name in after}
     assert kept and after == kept, f"rows lost in {service}'s upgrade"
     await old.dispose()
+
+
+@pytest.mark.parametrize("store", store_kinds())
+async def test_intake_key_store_is_made_by_its_migration_and_one_made_before_keeps_its_keys(store, make_database):
+    from services.intake.store import PersonKey
+    from shared.store import create_tables
+
+    empty = make_engine(make_database(store, "intake_keys_empty"))
+    await upgrade(empty, "intake_keys")
+    assert await current(empty, "intake_keys") == "0001"
+    async with empty.connect() as conn:
+        assert "intake_person_key" in await conn.run_sync(lambda c: inspect(c).get_table_names())
+    await empty.dispose()
+
+    # A key store that an earlier intake made with bare tables, holding keys.
+    before = make_engine(make_database(store, "intake_keys_before"))
+    await create_tables(before, [PersonKey.__table__])
+    counts = await fill_every_table(before)
+    await upgrade(before, "intake_keys")
+    assert await current(before, "intake_keys") == "0001"
+    assert await row_counts(before, counts) == {"intake_person_key": 2}
+    await before.dispose()
