@@ -17,7 +17,10 @@ from sqlmodel import col, select
 
 from services.housing.store import Stay, StayExtension, WaitlistEntry
 from services.intake.store import AssessmentRecord, HelpRequest, TimelineEntry
+from services.intake.store import Consent as IntakeConsent
+from services.notify.store import Consent as NotifyConsent
 from services.notify.store import Delivery
+from services.referrals.store import Consent as ReferralsConsent
 from services.referrals.store import FollowedPerson, Referral
 from shared.events import PRODUCERS, SUBSCRIPTIONS, dead_letter_stream, stream_name
 from shared.store import make_engine, session_factory
@@ -88,6 +91,24 @@ async def observe_stores(urls: dict[str, str], obs: Observation) -> None:
         obs.recorded[reason] = {"stay_ref": ref, "person_ref": person}
     for person in await _rows(urls["housing"], select(WaitlistEntry.person_ref)):
         e[("housing", "placement", person)] += 1
+
+    # Consents: intake's row names the staff member (the operation's marker) who gave or withdrew it.
+    for ref, person, given_by, withdrawn_by in await _rows(urls["intake"], select(
+            IntakeConsent.consent_ref, IntakeConsent.person_ref, IntakeConsent.given_by, IntakeConsent.withdrawn_by)):
+        e[("intake", "consent", given_by)] += 1
+        obs.recorded[given_by] = {"consent_ref": ref, "person_ref": person}
+        if withdrawn_by:
+            e[("intake", "withdrawal", withdrawn_by)] += 1
+            obs.recorded[withdrawn_by] = {"consent_ref": ref, "person_ref": person}
+    for ref, withdrawn_at in await _rows(urls["referrals"], select(ReferralsConsent.consent_ref,
+                                                                   ReferralsConsent.withdrawn_at)):
+        e[("referrals", "consent", ref)] += 1
+        if withdrawn_at is not None:
+            e[("referrals", "withdrawn", ref)] += 1
+    for ref, withdrawn in await _rows(urls["notify"], select(NotifyConsent.consent_ref, NotifyConsent.withdrawn)):
+        e[("notify", "consent", ref)] += 1
+        if withdrawn:
+            e[("notify", "withdrawn", ref)] += 1
 
     for person in await _rows(urls["referrals"], select(FollowedPerson.person_ref)):
         e[("referrals", "followed", person)] += 1

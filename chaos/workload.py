@@ -48,11 +48,14 @@ class Operation:
 class Ledger:
     operations: list[Operation] = field(default_factory=list)
     people: set[str] = field(default_factory=set)  # people the workload brought in
+    consents_given: int = 0
 
     def add(self, op: Operation) -> None:
         self.operations.append(op)
         if op.status == ACCEPTED and op.kind == "request":
             self.people.add(op.refs["person_ref"])
+        if op.status == ACCEPTED and op.kind == "give_consent":
+            self.consents_given += 1
 
     def accepted(self, kind: str | None = None) -> list[Operation]:
         return [o for o in self.operations if o.status == ACCEPTED and (kind is None or o.kind == kind)]
@@ -87,6 +90,8 @@ class WorkloadContext:
     urls: dict[str, str]
     headers: dict[str, str]
     ledger: Ledger
+    partners: list[str] = field(default_factory=list)
+    consents: list[tuple[str, str]] = field(default_factory=list)  # (person, consent) given and not yet withdrawn
 
 
 def classify(response: httpx.Response | None, error: Exception | None) -> tuple[str, str]:
@@ -274,6 +279,15 @@ class DischargeStay(OperationKind):
                         ("notify", "mail", person, "PersonDischarged", "social_coordinator"): 1})
 
 
+async def partners_of(ctx: WorkloadContext) -> list[str]:
+    """The partners in referrals' directory, read once per run."""
+    if not ctx.partners:
+        status, _d, response = await call(ctx, "GET", f"{ctx.urls['referrals']}/api/directory/organizations")
+        if status == ACCEPTED and response is not None:
+            ctx.partners = sorted(o["partner_ref"] for o in response.json())
+    return ctx.partners
+
+
 class MakeReferral(OperationKind):
     """POST /api/referrals at referrals: staff refer someone to a partner, anonymously. Each person
     is referred at most once per category by the workload, so (person, category) names the referral."""
@@ -284,27 +298,23 @@ class MakeReferral(OperationKind):
     families = {("referrals", "referral", c) for c in CATEGORIES} | {("intake", "timeline", "ReferralMade")}
 
     def __init__(self) -> None:
-        self.partners: list[str] = []
         self.taken: set[tuple[str, str]] = set()
 
     def ready(self, ledger: Ledger) -> bool:
         return bool(ledger.people)
 
     async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
-        if not self.partners:
-            status, _d, response = await call(ctx, "GET", f"{ctx.urls['referrals']}/api/directory/organizations")
-            if status == ACCEPTED and response is not None:
-                self.partners = sorted(o["partner_ref"] for o in response.json())
+        partners = await partners_of(ctx)
         people = sorted(ctx.ledger.people)
         pair = next((p for p in ((rng.choice(people), rng.choice(self.CATEGORIES)) for _ in range(5))
                      if p not in self.taken), None)
-        if not self.partners or pair is None:
+        if not partners or pair is None:
             op.status = SKIPPED
             return
         person, category = pair
         self.taken.add(pair)
         op.refs = {"person_ref": person, "category": category}
-        body = {"person_ref": person, "partner_ref": rng.choice(self.partners), "category": category,
+        body = {"person_ref": person, "partner_ref": rng.choice(partners), "category": category,
                 "share_personal_data": False}
         op.status, op.detail, response = await call(ctx, "POST", f"{ctx.urls['referrals']}/api/referrals", json=body)
         if op.status == ACCEPTED and response is not None:
@@ -322,6 +332,67 @@ class MakeReferral(OperationKind):
 
 # Next, as their APIs land: consent given/withdrawn at intake (ConsentGiven/ConsentWithdrawn: one
 # Consent row in referrals and in notify, one partner message on withdrawal).
+class GiveConsent(OperationKind):
+    """POST /api/case-files/{ref}/consents at intake, signed in as the operation's marker: the person
+    lets a partner receive their data for referrals. Referrals and notify each keep one row of it."""
+
+    name = "give_consent"
+    weight = 0.04
+    resolved_needs = ("consent_ref",)
+    families = {("intake", "consent"), ("referrals", "consent"), ("notify", "consent")}
+
+    def ready(self, ledger: Ledger) -> bool:
+        return bool(ledger.people)
+
+    async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
+        partners = await partners_of(ctx)
+        if not partners:
+            op.status = SKIPPED
+            return
+        person = rng.choice(sorted(ctx.ledger.people))
+        op.refs = {"person_ref": person}
+        body = {"partner_ref": rng.choice(partners), "purpose": "referral",
+                "expires_on": (date.today() + timedelta(days=rng.randint(30, 365))).isoformat()}
+        op.status, op.detail, response = await call(
+            ctx, "POST", f"{ctx.urls['intake']}/api/case-files/{person}/consents", json=body, as_staff=op.marker)
+        if op.status == ACCEPTED and response is not None:
+            op.refs["consent_ref"] = response.json()["consent_ref"]
+            ctx.consents.append((person, op.refs["consent_ref"]))
+
+    def expected(self, op: Operation) -> Counter:
+        ref = op.refs["consent_ref"]
+        return Counter({("intake", "consent", op.marker): 1, ("referrals", "consent", ref): 1,
+                        ("notify", "consent", ref): 1})
+
+
+class WithdrawConsent(OperationKind):
+    """POST /api/case-files/{ref}/consents/{consent}/withdraw at intake, signed in as the marker,
+    for a consent the workload gave: referrals and notify mark their row withdrawn, once."""
+
+    name = "withdraw_consent"
+    weight = 0.02
+    resolved_needs = ("consent_ref",)
+    families = {("intake", "withdrawal"), ("referrals", "withdrawn"), ("notify", "withdrawn")}
+
+    def ready(self, ledger: Ledger) -> bool:
+        return ledger.consents_given > 0
+
+    async def perform(self, ctx: WorkloadContext, op: Operation, rng: random.Random) -> None:
+        if not ctx.consents:
+            op.status = SKIPPED
+            return
+        person, consent_ref = ctx.consents.pop(rng.randrange(len(ctx.consents)))
+        op.refs = {"person_ref": person, "consent_ref": consent_ref}
+        op.status, op.detail, _ = await call(
+            ctx, "POST", f"{ctx.urls['intake']}/api/case-files/{person}/consents/{consent_ref}/withdraw",
+            as_staff=op.marker)
+
+    def expected(self, op: Operation) -> Counter:
+        ref = op.refs["consent_ref"]
+        return Counter({("intake", "withdrawal", op.marker): 1, ("referrals", "withdrawn", ref): 1,
+                        ("notify", "withdrawn", ref): 1})
+
+
 KINDS: tuple[OperationKind, ...] = (RecordRequest(), ExtendStay(), DischargeStay(), MakeReferral())
 KIND_BY_NAME = {k.name: k for k in KINDS}
 
