@@ -5,7 +5,6 @@ services started as separate processes, exactly as `make run` starts them."""
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
 import socket
 import subprocess
@@ -18,31 +17,17 @@ import httpx
 import psutil
 
 from shared.store import async_url
-from shared.testing.redis_server import RedisServer
+from shared.testing.redis_server import RedisServer, free_port
 from shared.testing.stack import SERVICES, ServiceProcess, Stack
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def quiet_port() -> int:
-    """A free port below the kernel's ephemeral range (32768 and up on Linux). Outgoing connections
-    and everyone's `free_port()` draw from that range, so on a busy machine a port found free
-    there can be taken before a service binds it, which would end a run."""
-    while True:
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 class MailClock:
     """The SMTP sink process (bench.mail_clock) and a reader of the arrival times it writes."""
 
     def __init__(self, workdir: Path):
-        self.port = quiet_port()
+        self.port = free_port()
         self.path = workdir / "mail-arrivals.txt"
         self.log_path = workdir / "logs" / "mail-clock.log"
         self.process: subprocess.Popen | None = None
@@ -98,7 +83,7 @@ class Lab:
     def __init__(self, workdir: Path, postgres_url: str | None = None):
         self.workdir = workdir
         self.postgres_url = postgres_url
-        self.redis = RedisServer(workdir / "redis", port=quiet_port())
+        self.redis = RedisServer(workdir / "redis", port=free_port())
         self.mail = MailClock(workdir)
         self.stacks: list[Stack] = []
         self.databases: list[str] = []
@@ -137,7 +122,7 @@ class Lab:
                 databases[service] = await self.new_database(f"{label}_{service}")
         stack = Stack(workdir=self.workdir / key, redis_url=self.redis.url, namespace=f"bench{self._labels:02d}",
                       smtp_port=self.mail.port, database_urls=databases, extra_env=dict(extra_env or {}),
-                      ports={name: quiet_port() for name in SERVICES})
+                      ports={name: free_port() for name in SERVICES})
         self.stacks.append(stack)
         return stack
 

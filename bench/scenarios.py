@@ -23,7 +23,9 @@ from shared.testing.stack import SERVICES, ServiceProcess, Stack
 from .baseline import PostgresTable, SqliteTable, run_baseline
 from .events import HANDLER_LOADS, follow_group, preload, request_assessed
 from .http_client import Client
-from .lab import ROOT, Lab, quiet_port, rss_mb, wait_healthy
+from shared.testing.redis_server import free_port
+
+from .lab import ROOT, Lab, rss_mb, wait_healthy
 from .sizes import Sizes
 from .stats import latency_summary, ratio, slope
 
@@ -238,7 +240,7 @@ async def closed_loop(url: str, headers: dict[str, str], sizes: Sizes) -> tuple[
 
 
 async def intake_api(lab: Lab, sizes: Sizes) -> tuple[dict, dict]:
-    bare = BareApp(quiet_port(), lab.workdir / "logs" / "bare.log")
+    bare = BareApp(free_port(), lab.workdir / "logs" / "bare.log")
     started = time.monotonic()
     bare.start()
     try:

@@ -9,10 +9,11 @@ loop in a thread, so it works the same from sync and async code.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
+
+from shared.testing.redis_server import free_port
 
 
 @dataclass
@@ -41,7 +42,7 @@ class TcpProxy:
     def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1", port: int | None = None,
                  connect_timeout: float = 3.0):
         self.upstream = (upstream_host, upstream_port)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.connect_timeout = connect_timeout
         self.stats = ProxyStats()
         self._links: set[_Link] = set()
@@ -183,8 +184,3 @@ class TcpProxy:
         except (OSError, asyncio.IncompleteReadError):
             return
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+import redis
 
 
 def redis_binary() -> str:
@@ -21,9 +24,17 @@ def redis_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768 and up on Linux). Outgoing connections
+    draw their local ports from that range, so a port found free there can be taken while a server
+    of ours restarts (a Redis restart, a killed service) and the server could not bind it again."""
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class RedisServer:
@@ -60,15 +71,22 @@ class RedisServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.data_dir / 'redis.log'}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    reply = s.recv(64)
-                    if reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH"):
-                        return self
-            except OSError:
+                username, password = self.auth or (None, None)
+                client = redis.Redis(port=self.port, username=username, password=password, socket_timeout=0.5,
+                                     socket_connect_timeout=0.5)
+                with client:
+                    answering = client.info("server")["process_id"]
+                # Another process may hold the port (a server of another test that took it while
+                # this one was down): only our own server counts as started.
+                if answering == self.process.pid:
+                    return self
+            except (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    redis.exceptions.BusyLoadingError):
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"redis-server did not answer on port {self.port}")
+        self.process.kill()
+        self.process.wait()
+        raise TimeoutError(f"redis-server did not answer on port {self.port} (or another process holds it)")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process and self.process.poll() is None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from shared.testing.redis_server import free_port
+
 SERVICES = ("intake", "housing", "referrals", "notify")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,13 +73,6 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait()
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """Schemathesis fuzzes intake's OpenAPI against the running service: no input may cause a server error,
 and every answer matches what the document promises (status codes, content types, bodies)."""
 
+import re
 import subprocess
 import sys
+
+import httpx
 
 from shared.auth import DEV_SECRET, Role, TokenSigner
 from tests.conftest import store_kinds
@@ -26,3 +29,15 @@ def test_no_input_makes_intake_fail_and_every_answer_matches_its_openapi(stack_f
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, report + "\n" + stack.logs()[-3000:]
     assert "Tested: 18" in run.stdout, report  # every operation of the API was exercised
+
+    # Without a sign-in every operation is refused, except the public counters and signing in or out.
+    public = {("GET", "/api/public/counters"), ("POST", "/api/session"), ("DELETE", "/api/session")}
+    document = httpx.get(f"{stack.url('intake')}/openapi.json", timeout=10).json()
+    answered = {}
+    for path, methods in document["paths"].items():
+        for method in methods:
+            if (method.upper(), path) in public:
+                continue
+            url = stack.url("intake") + re.sub(r"\{[^}]+\}", "X-000000000001", path)
+            answered[f"{method.upper()} {path}"] = httpx.request(method.upper(), url, json={}, timeout=10).status_code
+    assert len(answered) == 15 and set(answered.values()) == {401}, answered
