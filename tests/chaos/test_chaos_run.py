@@ -10,14 +10,14 @@ import pytest
 
 from chaos import ChaosConfig, run_chaos
 
-# Small enough to stay stable on a loaded 2-core machine (the run's length follows the number of
-# operations), large enough for at least 5 kills of each service, 2 Redis restarts and 2 cuts.
-SHORT_RUN = dict(ops=1000, rate=25.0, kills_per_service=5, point_kills_per_service=2, stops_per_service=1,
+# About 2,000 operations, as the issue asks: the run's length follows their number (some 80 s of
+# workload at this rate), with at least 5 kills of each service, 2 Redis restarts and 2 cuts.
+SHORT_RUN = dict(ops=2000, rate=25.0, kills_per_service=5, point_kills_per_service=2, stops_per_service=1,
                  redis_restarts=2, network_cuts=2, network_delays=2, duplicate_bursts=3, reorder_bursts=2,
                  bad_entry_rounds=1, poison_events=2)
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 def test_nothing_is_lost_or_done_twice_under_kills_restarts_and_cuts(tmp_path):
     # SQLite stores, as on a fresh machine; `make chaos STORE=postgres POSTGRES_URL=...` runs it on PostgreSQL.
     config = ChaosConfig(seed=8, workdir=tmp_path / "chaos", **SHORT_RUN)
