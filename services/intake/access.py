@@ -43,6 +43,22 @@ def reads_case_files(staff: Staff) -> bool:
     return bool(staff.roles & CASE_FILE_ROLES)
 
 
+# The roles housing's and notify's access matrices let read or act (tests keep them equal). The
+# console shows the way only to those roles; the services still decide on every call.
+PLACES_ROLES = frozenset({Role.intake_worker, Role.social_coordinator, Role.housing, Role.administrator})
+OFFER_ROLES = frozenset({Role.social_coordinator, Role.housing, Role.administrator})
+NOTIFICATIONS_ROLES = frozenset({Role.intake_worker, Role.social_coordinator, Role.housing, Role.administrator})
+RETRY_ROLES = frozenset({Role.social_coordinator, Role.administrator})
+
+
+def other_pages(staff: Staff | None) -> frozenset[str]:
+    """The console's pages over other services' APIs that this staff member's role may open."""
+    if staff is None:
+        return frozenset()
+    return frozenset(page for page, roles in (("places", PLACES_ROLES), ("notifications", NOTIFICATIONS_ROLES))
+                     if staff.roles & roles)
+
+
 def active_staff_dependency(runtime, staff_accounts: StaffAccounts):
     """The signed-in staff member (401 without a valid token, or once their account is deactivated)."""
 

@@ -29,7 +29,7 @@ STATIC = Path(__file__).parent / "static"
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging("intake", settings.log_level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call to housing is noise
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call to another service is noise
     runtime = ServiceRuntime(settings, tables=TABLES, handlers=handlers.HANDLERS)
     intake = Intake(youth_band=(settings.youth_min_age, settings.youth_max_age),
                     minor_follow_up_days=settings.minor_follow_up_days, timezone=settings.timezone,
@@ -39,7 +39,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         runtime.background.append(handlers.retention_task(intake, runtime, settings.retention_closed_case_days,
                                                           settings.retention_check_seconds))
     counters = queries.PublicCounters(runtime.sessions, settings.counters_cache_seconds)
-    services = OtherServices(settings.housing_url, settings.upstream_timeout_seconds, settings.referrals_url)
+    services = OtherServices(settings.housing_url, settings.upstream_timeout_seconds, settings.referrals_url,
+                             settings.notify_url)
     secure_cookies = settings.public_base_url.startswith("https://")
     staff_accounts = StaffAccounts(runtime.sessions, time_cost=settings.argon2_time_cost,
                                    memory_kib=settings.argon2_memory_kib)

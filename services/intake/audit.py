@@ -25,7 +25,7 @@ from .store import AuditEntry
 log = structlog.get_logger("intake.audit")
 GENESIS = "0" * 64
 # The routes that read or change a case file, its requests, consents or erasures (API and console).
-AUDITED = re.compile(r"^/(api/)?(case-files|requests|people|erasures|queue)(/|$)|^/(search|stays)?$")
+AUDITED = re.compile(r"^/(api/)?(case-files|requests|people|erasures|queue)(/|$)|^/(search|stays|places)?$")
 REF_PARAMS = {"person_ref": "person_ref", "request_ref": "request_ref", "consent_ref": "other_ref",
               "erasure_ref": "other_ref"}
 

@@ -7,9 +7,12 @@ the signed staff token in the HttpOnly, SameSite=Strict `refuge_token` cookie.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,18 +20,37 @@ from itsdangerous import BadSignature, SignatureExpired
 from pydantic import ValidationError
 
 from shared.auth import Role, Staff
+from shared.events import REGISTRY, SUBSCRIPTIONS
 
 from . import queries, words
 from .accounts import StaffAccounts
-from .access import scope_of, TOKEN_COOKIE, Csrf, clear_session_cookie, reads_case_files, set_session_cookie
+from .access import (
+    OFFER_ROLES,
+    RETRY_ROLES,
+    TOKEN_COOKIE,
+    Csrf,
+    clear_session_cookie,
+    other_pages,
+    reads_case_files,
+    scope_of,
+    set_session_cookie,
+)
 from .handlers import Intake, Invalid, NotFound
 from .i18n import LANGUAGE_COOKIE, LANGUAGES, Console, format_day
 from .schemas import CONSENT_PURPOSES, ConsentIn, ErasureIn, FollowUpIn, Language, MatchQuery, NewRequest, OverrideIn
-from .upstream import OtherServices, Unreachable
+from .upstream import OtherServices, Refused, Unreachable
 
 PLAIN_FIELDS = ("person_ref", "name", "date_of_birth", "stated_age", "language", "phone", "email", "preferred_contact",
                 "channel", "caller", "caller_name", "caller_organisation", "situation", "urgency", "notes")
 CADAL_FLAGS = tuple(words.CADAL_CHECKS)
+# A reference of another service (N-…, O-…, P-…) before it goes into a URL of that service's API.
+REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,60}$")
+ENDING_WITHIN_DAYS = 30
+PAGE_SIZE = 50
+# What a message in notify's log can be caused by: the events notify reads, its own failure alerts, its summaries.
+MESSAGE_CAUSES = sorted([name for name, contract in REGISTRY.items() if contract.producer in SUBSCRIPTIONS["notify"]]
+                        + ["NotificationFailed", "Digest"])
 
 
 class Words:
@@ -54,6 +76,13 @@ class Words:
     def contact_method(self, code): return self._label(words.CONTACT_METHODS, code)
     def where_now(self, code): return self._label(words.WHERE_NOW, code)
     def counter(self, code): return self._label(words.COUNTERS, code)
+    def place_kinds(self, code): return self._label(words.PLACE_KIND_HEADINGS, code)
+    def place_state(self, code): return self._label(words.PLACE_STATES, code)
+    def delivery_status(self, code): return self._label(words.DELIVERY_STATUSES, code)
+    def delivery_channel(self, code): return self._label(words.DELIVERY_CHANNELS, code)
+    def audience(self, code): return self._label(words.AUDIENCES, code)
+    def attempt_outcome(self, code): return self._label(words.ATTEMPT_OUTCOMES, code)
+    def template_kind(self, code): return self._label(words.TEMPLATE_KINDS, code)
 
     def needs(self, codes) -> str:
         return ", ".join(self._label(words.NEEDS, c) for c in codes)
@@ -64,7 +93,9 @@ class Words:
     def options(self, name: str) -> list[tuple[str, str]]:
         table = {"channels": words.CHANNELS, "callers": words.CALLERS, "situations": words.SITUATIONS,
                  "urgencies": words.URGENCIES, "needs": words.NEEDS, "contact_methods": words.CONTACT_METHODS,
-                 "decisions": words.DECISIONS, "place_kinds": words.PLACE_KINDS}[name]
+                 "decisions": words.DECISIONS, "place_kinds": words.PLACE_KINDS,
+                 "delivery_statuses": words.DELIVERY_STATUSES, "delivery_channels": words.DELIVERY_CHANNELS,
+                 "audiences": words.AUDIENCES}[name]
         return [(code, self._(text)) for code, text in table.items()]
 
     def cadal_criteria(self) -> list[tuple[str, str]]:
@@ -157,7 +188,8 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         new_cookies: dict[str, str] = {}
         # The public, embeddable page has no form and sets no cookie.
         token = None if embeddable else csrf.token_for(request, new_cookies)
-        html = console.render(lang, template, staff=staff, csrf_token=token, here=safe_next(_here(request)),
+        html = console.render(lang, template, staff=staff, pages=other_pages(staff), csrf_token=token,
+                              here=safe_next(_here(request)),
                               t=Words(console.gettext(lang), lang), today=intake.today().isoformat(), **context)
         response = HTMLResponse(html, status_code=status)
         for value in new_cookies.values():
@@ -311,6 +343,206 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
                 names = await queries.names_for(session, [s["person_ref"] for s in stays], vault=intake.vault, scope=scope_of(staff))
             stays = [{**s, "name": names.get(s["person_ref"])} for s in stays]
         return render(request, "stays.html", staff=staff, active="stays", stays=stays)
+
+    # --- places: housing's board, stays ending soon, waiting list and offers -----------------------
+
+    def refused(request: Request, staff: Staff, exc: Refused, not_found: str) -> HTMLResponse:
+        """Another service's 403 or 404, as the console says it for its own pages."""
+        _ = gettext(request)
+        if exc.status == 403:
+            return message(request, 403, _("Not available for your role"),
+                           _("Your role does not give access to this page."), staff)
+        return message(request, 404, _("Not found"), not_found, staff)
+
+    async def places(request: Request, staff: Staff, *, status: int = 200, problem: str | None = None,
+                     detail: str = "") -> Response:
+        token = request.cookies[TOKEN_COOKIE]
+        try:
+            board, ending, waiting, offers = await together(
+                services.board(token), services.stays_ending(token, ENDING_WITHIN_DAYS), services.waitlist(token),
+                services.offers(token))
+        except Refused as exc:
+            return refused(request, staff, exc, gettext(request)("There is no such page."))
+        except Unreachable:
+            return render(request, "places.html", status=status, staff=staff, active="places",
+                          board=None, problem=problem)
+        placed = [p for f in board["flats"] for p in f["places"]]
+        refs = {p["person_ref"] for p in placed if p.get("person_ref")} | {s["person_ref"] for s in ending} \
+            | {w["person_ref"] for w in waiting} | {o["person_ref"] for o in offers}
+        async with runtime.sessions() as session:
+            names = await queries.names_for(session, sorted(refs), vault=intake.vault, scope=scope_of(staff))
+        # Housing gives a flat's address only to the roles that may know it; otherwise it is null.
+        addresses = {f["code"]: f["address"] for f in board["flats"] if f.get("address")}
+        kinds = [{"kind": t["place_kind"], "counts": t,
+                  "places": [p for p in placed if p["kind"] == t["place_kind"] and p["state"] != "vacant"],
+                  "offers": [o for o in offers if o["place_kind"] == t["place_kind"]],
+                  "line": [w for w in waiting if w["place_kind"] == t["place_kind"] and w["position"] is not None]}
+                 for t in board["totals"]]
+        _ = gettext(request)
+        saved = {"accepted": _("Offer accepted: the stay has started."),
+                 "refused": _("Offer refused: the place goes to the next person waiting.")}.get(
+            request.query_params.get("saved", ""))
+        return render(request, "places.html", status=status, staff=staff, active="places", board=board, kinds=kinds,
+                      ending=ending, ending_days=ENDING_WITHIN_DAYS, names=names, addresses=addresses, saved=saved,
+                      problem=problem, detail=detail, answers_offers=bool(staff.roles & OFFER_ROLES))
+
+    @router.get("/places")
+    async def places_page(request: Request) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        return await places(request, staff)
+
+    async def answer_offer(request: Request, offer_ref: str, answer: str) -> Response:
+        staff, form = await guarded_form(request)
+        if form is None:
+            return staff
+        _ = gettext(request)
+        if not REF.match(offer_ref):
+            return message(request, 404, _("Not found"), _("There is no such offer."), staff)
+        reason = (form.get("reason") or "").strip()
+        if len(reason) > 1000:
+            return await places(request, staff, status=422, problem=_("The reason is limited to 1000 characters."))
+        token = request.cookies[TOKEN_COOKIE]
+        try:
+            if answer == "accepted":
+                await services.accept_offer(token, offer_ref)
+            else:
+                await services.refuse_offer(token, offer_ref, reason or None)
+        except Refused as exc:
+            if exc.status == 409:
+                return await places(request, staff, status=409, detail=exc.detail, problem=_(
+                    "Housing did not record this answer: the offer is no longer open, or the person still has "
+                    "a stay elsewhere that must end first."))
+            return refused(request, staff, exc, _("There is no such offer."))
+        except Unreachable:
+            return await places(request, staff, status=503, problem=_(
+                "Housing cannot be reached right now; nothing was recorded. Try again in a moment."))
+        return redirect(f"/places?saved={answer}")
+
+    @router.post("/places/offers/{offer_ref}/accept")
+    async def accept_offer(request: Request, offer_ref: str) -> Response:
+        return await answer_offer(request, offer_ref, "accepted")
+
+    @router.post("/places/offers/{offer_ref}/refuse")
+    async def refuse_offer(request: Request, offer_ref: str) -> Response:
+        return await answer_offer(request, offer_ref, "refused")
+
+    # --- notifications: notify's delivery log and its templates ------------------------------------
+
+    @router.get("/notifications")
+    async def notifications_page(request: Request) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        _ = gettext(request)
+        query = request.query_params
+        choices = {"status": words.DELIVERY_STATUSES, "channel": words.DELIVERY_CHANNELS,
+                   "audience": words.AUDIENCES, "event_type": MESSAGE_CAUSES}
+        # Only values notify knows go on: anything else is left out, as if not chosen.
+        filters = {name: query[name] for name, known in choices.items() if query.get(name) in known}
+        error = None
+        person_ref = query.get("person_ref", "").strip()
+        if person_ref:
+            if REF.match(person_ref):
+                filters["person_ref"] = person_ref
+            else:
+                error = _("A case file reference looks like P-0a1b2c3d4e5f.")
+        page = int(query["page"]) if re.fullmatch(r"[1-9][0-9]{0,4}", query.get("page", "")) else 1
+        deliveries, total = None, 0
+        if error is None:
+            try:
+                deliveries, total = await services.deliveries(request.cookies[TOKEN_COOKIE], filters, limit=PAGE_SIZE,
+                                                              offset=(page - 1) * PAGE_SIZE)
+            except Refused as exc:
+                return refused(request, staff, exc, _("There is no such page."))
+            except Unreachable:
+                deliveries = None
+        shown = {**filters, "person_ref": person_ref}
+
+        def page_link(number: int) -> str:
+            return "/notifications?" + urlencode({**{k: v for k, v in shown.items() if v}, "page": number})
+
+        return render(request, "notifications.html", status=422 if error else 200, staff=staff, active="notifications",
+                      deliveries=deliveries, total=total, page=page, page_size=PAGE_SIZE, filters=shown, error=error,
+                      causes=MESSAGE_CAUSES,
+                      previous_page=page_link(page - 1) if page > 1 else None,
+                      next_page=page_link(page + 1) if page * PAGE_SIZE < total else None)
+
+    @router.get("/notifications/templates")
+    async def templates_page(request: Request) -> Response:
+        return await templates(request, None)
+
+    @router.get("/notifications/templates/{name}")
+    async def template_page(request: Request, name: str) -> Response:
+        return await templates(request, name)
+
+    async def templates(request: Request, name: str | None) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        _ = gettext(request)
+        token = request.cookies[TOKEN_COOKIE]
+        if name is not None and not TEMPLATE_NAME.match(name):
+            return message(request, 404, _("Not found"), _("There is no such template."), staff)
+        try:
+            listed = await services.templates(token)
+            previews = None
+            if name is not None:
+                previews = await together(*(services.preview(token, name, lang) for lang in LANGUAGES))
+                for preview in previews:
+                    if preview.get("webhook_body") is not None:
+                        preview["webhook_json"] = json.dumps(preview["webhook_body"], indent=2, ensure_ascii=False)
+        except Refused as exc:
+            return refused(request, staff, exc, _("There is no such template."))
+        except Unreachable:
+            listed, previews = None, None
+        return render(request, "templates.html", staff=staff, active="notifications", templates=listed, name=name,
+                      previews=previews)
+
+    async def delivery_page(request: Request, staff: Staff, notification_ref: str, *, status: int = 200,
+                            problem: str | None = None) -> Response:
+        _ = gettext(request)
+        if not REF.match(notification_ref):
+            return message(request, 404, _("Not found"), _("There is no such message."), staff)
+        try:
+            delivery = await services.delivery(request.cookies[TOKEN_COOKIE], notification_ref)
+        except Refused as exc:
+            return refused(request, staff, exc, _("There is no such message."))
+        except Unreachable:
+            delivery = None
+        saved = _("Sent again: the message waits for its next attempt.") \
+            if request.query_params.get("saved") == "retried" else None
+        return render(request, "notification.html", status=status, staff=staff, active="notifications",
+                      notification_ref=notification_ref, delivery=delivery, saved=saved, problem=problem,
+                      retries=bool(staff.roles & RETRY_ROLES))
+
+    @router.get("/notifications/{notification_ref}")
+    async def notification_page(request: Request, notification_ref: str) -> Response:
+        staff = await guard(request)
+        if isinstance(staff, Response):
+            return staff
+        return await delivery_page(request, staff, notification_ref)
+
+    @router.post("/notifications/{notification_ref}/retry")
+    async def retry_notification(request: Request, notification_ref: str) -> Response:
+        staff, form = await guarded_form(request)
+        if form is None:
+            return staff
+        _ = gettext(request)
+        if not REF.match(notification_ref):
+            return message(request, 404, _("Not found"), _("There is no such message."), staff)
+        try:
+            await services.retry_delivery(request.cookies[TOKEN_COOKIE], notification_ref)
+        except Refused as exc:
+            if exc.status == 409:
+                return await delivery_page(request, staff, notification_ref, status=409,
+                                           problem=_("Only a failed message can be sent again; this one is not failed."))
+            return refused(request, staff, exc, _("There is no such message."))
+        except Unreachable:
+            return await delivery_page(request, staff, notification_ref, status=503, problem=_(
+                "Notify cannot be reached right now; the message was not sent again. Try again in a moment."))
+        return redirect(f"/notifications/{notification_ref}?saved=retried")
 
     # --- recording a request ---------------------------------------------------------------------
 
@@ -547,6 +779,15 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         return response
 
     return router
+
+
+async def together(*calls) -> list:
+    """Calls to other services at once; the first that fails stands for all (the others still finish)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def _here(request: Request) -> str:

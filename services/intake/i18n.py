@@ -56,7 +56,7 @@ class Console:
         env.globals.update(lang=lang, languages=LANGUAGES, language_name=lambda code: language_name(code, lang),
                            autonym=lambda code: language_name(code, code))
         env.filters["day"] = lambda d: format_day(d, lang)
-        env.filters["moment"] = lambda t: format_datetime(_aware(t).astimezone(self.zone), "medium", locale=lang) if t else ""
+        env.filters["moment"] = lambda t: format_datetime(_aware(_moment(t)).astimezone(self.zone), "medium", locale=lang) if t else ""
         return env
 
     def gettext(self, lang: str):
@@ -78,6 +78,11 @@ def _aware(moment: datetime) -> datetime:
     from datetime import UTC
 
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _moment(value: datetime | str) -> datetime:
+    """Other services' answers carry moments as ISO 8601 text."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def format_day(value: date | str | None, lang: str) -> str:

@@ -116,6 +116,49 @@ COUNTERS = {
     "requests_processed": N_("Requests processed"),
 }
 
+# Housing's places and notify's delivery log, as the console shows them.
+PLACE_KIND_HEADINGS = {
+    "emergency": N_("Emergency youth places"),
+    "post_shelter": N_("Post-shelter places"),
+    "cadal": N_("CADAL places"),
+}
+PLACE_STATES = {
+    "vacant": N_("Vacant"),
+    "reserved": N_("Reserved (offered)"),
+    "occupied": N_("Occupied"),
+    "out_of_service": N_("Out of service"),
+}
+DELIVERY_STATUSES = {
+    "pending": N_("Waiting to be sent"),
+    "sending": N_("Being sent"),
+    "sent": N_("Sent"),
+    "failed": N_("Failed"),
+    "held": N_("Held for the next summary"),
+    "digested": N_("Sent in a summary"),
+}
+DELIVERY_CHANNELS = {
+    "email": N_("E-mail"),
+    "webhook": N_("Webhook"),
+}
+AUDIENCES = {
+    "social_coordinator": N_("Social coordinator"),
+    "housing_staff": N_("Housing staff"),
+    "event_partner": N_("The partner named in the event"),
+    "subscribed_partners": N_("Subscribed partners"),
+    "informed_partners": N_("Partners already informed"),
+}
+ATTEMPT_OUTCOMES = {
+    "in_flight": N_("in progress"),
+    "sent": N_("handed over"),
+    "temporary": N_("refused for now, tried again later"),
+    "permanent": N_("refused for good"),
+    "interrupted": N_("interrupted, sent again"),
+}
+TEMPLATE_KINDS = {
+    "staff": N_("Staff alert"),
+    "partner": N_("Message to a partner"),
+}
+
 # What the form says when a field is refused, on the server and (the same words) in the browser.
 FIELD_ERRORS = {
     "name": N_("Give the name the person wants to be called (one line, 200 characters at most)."),

@@ -512,7 +512,7 @@ class Notify:
         items = [{
             "notification_ref": r.notification_ref,
             "summary": self.renderer.subject(r.template, language, self.staff_context(r)),
-            "link": f"{console}/people/{r.context['person_ref']}" if r.context.get("person_ref") else None,
+            "link": f"{console}/case-files/{r.context['person_ref']}" if r.context.get("person_ref") else None,
         } for r in ordered]
         digest = Delivery(
             notification_ref=new_ref("N"), cause_event_id=f"digest:{rows[0].next_attempt_at:%Y%m%dT%H%MZ}:{rows[0].id}",

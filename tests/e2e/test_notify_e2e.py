@@ -107,7 +107,7 @@ async def test_a_referral_reaches_its_partner_once_in_its_language_signed_with_a
     assert stay, stack.logs()
     admission = smtp_sink.mailbox.wait_for(lambda m: person_ref in m["Subject"] and m["To"] == COORDINATOR, timeout=40)
     assert len(admission) == 1, stack.logs()
-    assert f"/people/{person_ref}" in admission[0].get_body(("plain",)).get_content()
+    assert f"/case-files/{person_ref}" in admission[0].get_body(("plain",)).get_content()
 
     # The person agrees to share with CIRE (as intake records it); staff refer them to CIRE, sharing,
     # and to JRS, anonymously.

@@ -10,7 +10,10 @@ import httpx
 import pytest
 from itsdangerous import TimestampSigner
 
+from services.housing.access import ACCESS as HOUSING_ACCESS
+from services.intake import access
 from services.intake.app import create_app
+from services.notify.access import ACCESS as NOTIFY_ACCESS
 from services.intake.settings import IntakeSettings
 from shared.auth import DEV_SECRET, Role, TokenSigner
 
@@ -21,14 +24,17 @@ YEAR = date.today().year
 @pytest.fixture
 async def console(make_database, redis_url, namespace):
     settings = IntakeSettings(redis_url=redis_url, database_url=make_database("sqlite", "intake"), namespace=namespace,
+                              keys_database_url=make_database("sqlite", "intake-keys"),  # not ./var's
                               consumer_name="intake-test", counters_cache_seconds=0,
                               # Still argon2id, cheaper: these tests are about the console, not the hash's cost.
                               argon2_time_cost=1, argon2_memory_kib=1024,
-                              housing_url="http://127.0.0.1:9")  # nothing listens: housing is "unreachable"
+                              # nothing listens: housing and notify are "unreachable"
+                              housing_url="http://127.0.0.1:9", notify_url="http://127.0.0.1:9")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         await app.state.staff_accounts.create("ana", PASSWORD, [Role.intake_worker])
         await app.state.staff_accounts.create("lou", PASSWORD, [Role.housing])
+        await app.state.staff_accounts.create("ilse", PASSWORD, [Role.psychologist])
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake.test",
                                      headers={"Accept-Language": "en-GB,en;q=0.8"}) as client:
             yield client
@@ -162,3 +168,57 @@ async def test_a_role_without_case_files_sees_none_and_the_public_counters_need_
     assert "frame-ancestors *" in counters.headers["content-security-policy"] and "x-frame-options" not in counters.headers
     assert counters.text.count("moins de 5") >= 3
     assert (await console.get("/api/public/counters")).json()["counters"][0]["shown"] == "<5"
+
+
+def nav_of(page: httpx.Response) -> list[str]:
+    nav = re.search(r'<nav aria-label="[^"]*">(.*?)</nav>', page.text, re.S).group(1)
+    return re.findall(r'href="([^"]+)"', nav)
+
+
+async def test_places_and_notifications_say_so_when_housing_or_notify_cannot_be_reached(console):
+    await sign_in(console)
+    queue = await console.get("/")
+    assert nav_of(queue) == ["/", "/requests/new", "/search", "/stays", "/places", "/notifications"]
+    token = csrf_of(queue)
+
+    places = await console.get("/places")
+    assert places.status_code == 200 and "Housing cannot be reached right now." in places.text
+    for url in ("/notifications", "/notifications/N-0a1b2c3d4e5f", "/notifications/templates",
+                "/notifications/templates/person_admitted"):
+        page = await console.get(url)
+        assert page.status_code == 200 and "Notify cannot be reached right now." in page.text, url
+
+    # Nothing is done without the form's token; with it, staff are told nothing was done.
+    assert (await console.post("/notifications/N-0a1b2c3d4e5f/retry", data={})).status_code == 403
+    retried = await console.post("/notifications/N-0a1b2c3d4e5f/retry", data={"csrf_token": token})
+    assert retried.status_code == 503 and "the message was not sent again" in retried.text
+    assert (await console.post("/places/offers/O-0a1b2c3d4e5f/accept", data={})).status_code == 403
+    accepted = await console.post("/places/offers/O-0a1b2c3d4e5f/accept", data={"csrf_token": token})
+    assert accepted.status_code == 503 and "nothing was recorded" in accepted.text
+    long_reason = await console.post("/places/offers/O-0a1b2c3d4e5f/refuse", data={"csrf_token": token, "reason": "x" * 1001})
+    assert long_reason.status_code == 422
+
+    # References go to the other services' URLs only when they look like references.
+    assert (await console.get("/notifications/N-1.json")).status_code == 404
+    assert (await console.get("/notifications/templates/Person-Admitted")).status_code == 404
+    assert (await console.post("/places/offers/O.1/refuse", data={"csrf_token": token})).status_code == 404
+    bad = await console.get("/notifications", params={"person_ref": "P 1; drop", "status": "lost"})
+    assert bad.status_code == 422 and error_for(bad, "person_ref") == "A case file reference looks like P-0a1b2c3d4e5f."
+    assert '<option value="lost"' not in bad.text
+    assert (await console.get("/notifications", params={"page": "²"})).status_code == 200
+
+
+async def test_the_console_shows_other_services_pages_only_to_the_roles_they_serve(console):
+    await sign_in(console, "ilse")
+    page = await console.get("/")
+    assert page.status_code == 200 and nav_of(page) == ["/", "/requests/new", "/search", "/stays"]
+    console.cookies.clear()
+    assert (await console.get("/places")).headers["location"] == "/login?next=/places"
+    assert (await console.get("/notifications?status=failed")).headers["location"] == \
+        "/login?next=/notifications%3Fstatus%3Dfailed"
+
+    # The console's role sets are housing's and notify's own access matrices.
+    assert access.PLACES_ROLES == HOUSING_ACCESS[("GET", "/api/board")] == HOUSING_ACCESS[("GET", "/api/waitlist")]
+    assert access.OFFER_ROLES == HOUSING_ACCESS[("POST", "/api/offers/{offer_ref}/accept")]
+    assert access.NOTIFICATIONS_ROLES == NOTIFY_ACCESS[("GET", "/api/deliveries")] == NOTIFY_ACCESS[("GET", "/api/templates")]
+    assert access.RETRY_ROLES == NOTIFY_ACCESS[("POST", "/api/deliveries/{notification_ref}/retry")]

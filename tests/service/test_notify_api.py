@@ -70,7 +70,7 @@ async def test_every_template_previews_in_each_language_and_partner_previews_hon
         preview = (await notify.api.get("/api/templates/stay_ending/preview", params={"language": language})).json()
         assert preview["language"] == language and preview["webhook_body"] is None
         assert f'<html lang="{language}">' in preview["html"]
-        assert "https://console.refuge.example/people/P-0a1b2c3d4e5f" in preview["text"]
+        assert "https://console.refuge.example/case-files/P-0a1b2c3d4e5f" in preview["text"]
         subjects[language] = preview["subject"]
     assert len(set(subjects.values())) == 3
 

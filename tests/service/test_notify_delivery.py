@@ -477,7 +477,7 @@ async def test_staff_alerts_wait_for_the_end_of_quiet_hours_and_stays_ending_com
     positions = [body.index(f"S-{i}") for i in (0, 1, 2)]
     assert positions == sorted(positions), "ordered by end date"
     assert body.count("S-2 ") == 1, "the duplicated event is listed once"
-    assert "https://console.refuge.example/people/P-end0" in body
+    assert "https://console.refuge.example/case-files/P-end0" in body
     rows = await notify.deliveries(event_type="StayEnding")
     assert {d["status"] for d in rows} == {"digested"} and len({d["digest_ref"] for d in rows}) == 1
 

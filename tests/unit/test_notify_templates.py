@@ -1,5 +1,7 @@
 """Templates in three languages, text and HTML, and the rules that point at them."""
 
+import re
+
 import pytest
 
 from services.notify.domain import LANGUAGES, partner_view
@@ -36,8 +38,8 @@ def test_every_template_exists_in_french_dutch_and_english_as_text_and_html(name
 def test_staff_alerts_carry_references_and_a_console_link():
     rendered = renderer.email("person_admitted", "fr", context_for(CATALOGUE["person_admitted"], consent=True))
     assert "P-0a1b2c3d4e5f" in rendered.subject
-    assert "https://console.refuge.example/people/P-0a1b2c3d4e5f" in rendered.text
-    assert '<a href="https://console.refuge.example/people/P-0a1b2c3d4e5f">' in rendered.html
+    assert "https://console.refuge.example/case-files/P-0a1b2c3d4e5f" in rendered.text
+    assert '<a href="https://console.refuge.example/case-files/P-0a1b2c3d4e5f">' in rendered.html
     assert "2 mai 2026" in rendered.text  # dates are written in the message's language
     assert "2 mei 2026" in renderer.email("person_admitted", "nl", context_for(CATALOGUE["person_admitted"], consent=True)).text
 
@@ -95,3 +97,43 @@ def test_invalid_rules_name_the_field_and_the_reason():
     assert [f for f, _ in rule_problems(no_partner, renderer)] == ["template", "audience"]
     wrong_fields = dict(staff, channel="email", event_type="StayExtended", template="stay_ending")
     assert rule_problems(wrong_fields, renderer) == [("template", "uses days_before, days_left, which StayExtended does not carry")]
+
+
+@pytest.fixture(scope="module")
+def console_app(tmp_path_factory):
+    from services.intake.app import create_app
+    from services.intake.settings import IntakeSettings
+
+    where = tmp_path_factory.mktemp("intake")
+    return create_app(IntakeSettings(database_url=f"sqlite+aiosqlite:///{where / 'intake.db'}",
+                                     keys_database_url=f"sqlite+aiosqlite:///{where / 'keys.db'}"))
+
+
+def serves_page(app, path: str) -> bool:
+    """Intake's app has a GET route for this path that is a console page (not its API, not a file)."""
+    from starlette.routing import Match
+
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b"", "headers": []}
+    page = not path.startswith(("/api/", "/static/"))
+    return page and any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_every_console_link_in_a_message_opens_a_page_the_console_serves(name, console_app):
+    console = STAFF_EXTRA["console_url"]
+    links = re.compile(re.escape(console) + r"(/[^\s<>\"]*)?")
+    info = CATALOGUE[name]
+    for language in LANGUAGES:
+        rendered = renderer.email(name, language, context_for(info, consent=True))
+        paths = [m.group(1) or "/" for m in links.finditer(rendered.text + rendered.html)]
+        if info.kind == "staff":
+            assert paths, f"{name} ({language}) links staff to the console"
+        for path in paths:
+            assert serves_page(console_app, path), f"{name} ({language}) links to {path}, which the console does not serve"
+
+
+def test_the_link_check_sees_a_page_the_console_does_not_serve(console_app):
+    assert serves_page(console_app, "/case-files/P-0a1b2c3d4e5f") and serves_page(console_app, "/places")
+    assert serves_page(console_app, "/notifications/N-0a1b2c3d4e5f")
+    assert not serves_page(console_app, "/people/P-0a1b2c3d4e5f")
+    assert not serves_page(console_app, "/api/case-files/P-0a1b2c3d4e5f")
