@@ -393,7 +393,8 @@ class WithdrawConsent(OperationKind):
                         ("notify", "withdrawn", ref): 1})
 
 
-KINDS: tuple[OperationKind, ...] = (RecordRequest(), ExtendStay(), DischargeStay(), MakeReferral())
+KINDS: tuple[OperationKind, ...] = (RecordRequest(), ExtendStay(), DischargeStay(), MakeReferral(), GiveConsent(),
+                                    WithdrawConsent())
 KIND_BY_NAME = {k.name: k for k in KINDS}
 
 

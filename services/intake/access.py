@@ -59,6 +59,13 @@ def other_pages(staff: Staff | None) -> frozenset[str]:
                      if staff.roles & roles)
 
 
+def console_pages(staff: Staff | None) -> frozenset[str]:
+    """Every part of the console this staff member may open: case files, and the pages above."""
+    if staff is None:
+        return frozenset()
+    return other_pages(staff) | ({"case_files"} if reads_case_files(staff) else set())
+
+
 def active_staff_dependency(runtime, staff_accounts: StaffAccounts):
     """The signed-in staff member (401 without a valid token, or once their account is deactivated)."""
 

@@ -30,6 +30,7 @@ from .access import (
     TOKEN_COOKIE,
     Csrf,
     clear_session_cookie,
+    console_pages,
     other_pages,
     reads_case_files,
     scope_of,
@@ -188,7 +189,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         new_cookies: dict[str, str] = {}
         # The public, embeddable page has no form and sets no cookie.
         token = None if embeddable else csrf.token_for(request, new_cookies)
-        html = console.render(lang, template, staff=staff, pages=other_pages(staff), csrf_token=token,
+        html = console.render(lang, template, staff=staff, pages=console_pages(staff), csrf_token=token,
                               here=safe_next(_here(request)),
                               t=Words(console.gettext(lang), lang), today=intake.today().isoformat(), **context)
         response = HTMLResponse(html, status_code=status)
@@ -215,20 +216,27 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             return None
         return staff
 
-    async def guard(request: Request) -> Staff | Response:
+    async def guard(request: Request, page: str | None = None) -> Staff | Response:
+        """The signed-in staff member, or the response refusing them. Pages over another service's
+        API (`page`) are open to the roles that service serves, housing staff included; the rest of
+        the console is about case files."""
         staff = await signed_in(request)
         if staff is None:
             expired = "&expired=1" if request.cookies.get(TOKEN_COOKIE) else ""
             return RedirectResponse(f"/login?next={quote(_here(request), safe='/')}{expired}", status_code=303)
+        if page in other_pages(staff):
+            return staff
         if not reads_case_files(staff):
             _ = gettext(request)
+            if page is None and request.url.path == "/" and "places" in other_pages(staff):
+                return redirect("/places")
             return message(request, 403, _("Not available for your role"),
                            _("Your role does not give access to case files."), staff)
         return staff
 
-    async def guarded_form(request: Request):
+    async def guarded_form(request: Request, page: str | None = None):
         """The signed-in staff member and the submitted form, or the response refusing them."""
-        staff = await guard(request)
+        staff = await guard(request, page)
         if isinstance(staff, Response):
             return staff, None
         form = await request.form()
@@ -388,13 +396,13 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
 
     @router.get("/places")
     async def places_page(request: Request) -> Response:
-        staff = await guard(request)
+        staff = await guard(request, "places")
         if isinstance(staff, Response):
             return staff
         return await places(request, staff)
 
     async def answer_offer(request: Request, offer_ref: str, answer: str) -> Response:
-        staff, form = await guarded_form(request)
+        staff, form = await guarded_form(request, "places")
         if form is None:
             return staff
         _ = gettext(request)
@@ -432,7 +440,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
 
     @router.get("/notifications")
     async def notifications_page(request: Request) -> Response:
-        staff = await guard(request)
+        staff = await guard(request, "notifications")
         if isinstance(staff, Response):
             return staff
         _ = gettext(request)
@@ -478,7 +486,7 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
         return await templates(request, name)
 
     async def templates(request: Request, name: str | None) -> Response:
-        staff = await guard(request)
+        staff = await guard(request, "notifications")
         if isinstance(staff, Response):
             return staff
         _ = gettext(request)
@@ -519,14 +527,14 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
 
     @router.get("/notifications/{notification_ref}")
     async def notification_page(request: Request, notification_ref: str) -> Response:
-        staff = await guard(request)
+        staff = await guard(request, "notifications")
         if isinstance(staff, Response):
             return staff
         return await delivery_page(request, staff, notification_ref)
 
     @router.post("/notifications/{notification_ref}/retry")
     async def retry_notification(request: Request, notification_ref: str) -> Response:
-        staff, form = await guarded_form(request)
+        staff, form = await guarded_form(request, "notifications")
         if form is None:
             return staff
         _ = gettext(request)

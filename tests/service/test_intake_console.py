@@ -161,7 +161,13 @@ async def test_a_second_call_asks_staff_to_confirm_the_likely_match_before_linki
 
 async def test_a_role_without_case_files_sees_none_and_the_public_counters_need_no_sign_in(console):
     await sign_in(console, "lou")
-    assert (await console.get("/")).status_code == 403
+    home = await console.get("/")
+    assert home.status_code == 303 and home.headers["location"] == "/places"  # housing staff land on the places
+    for case_file_page in ("/search", "/stays", "/requests/new", "/case-files/P-0a1b2c3d4e5f"):
+        assert (await console.get(case_file_page)).status_code == 403, case_file_page
+    places = await console.get("/places")
+    assert places.status_code == 200 and nav_of(places) == ["/places", "/notifications"]
+    assert (await console.get("/notifications")).status_code == 200
     console.cookies.clear()
     counters = await console.get("/counters?lang=fr")
     assert counters.status_code == 200 and "set-cookie" not in counters.headers
