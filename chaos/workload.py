@@ -330,8 +330,6 @@ class MakeReferral(OperationKind):
         op.resolved = "recorded" if done else "not recorded"
 
 
-# Next, as their APIs land: consent given/withdrawn at intake (ConsentGiven/ConsentWithdrawn: one
-# Consent row in referrals and in notify, one partner message on withdrawal).
 class GiveConsent(OperationKind):
     """POST /api/case-files/{ref}/consents at intake, signed in as the operation's marker: the person
     lets a partner receive their data for referrals. Referrals and notify each keep one row of it."""

@@ -114,7 +114,7 @@ class Notify:
                 for channel in (["email"] if recipient.staff else
                                 domain.channels_for(rule.channel, email=recipient.email, webhook=recipient.webhook)):
                     planned += await self._plan(uow, envelope, fields, rule, recipient, channel, now)
-        await self._project(uow, envelope, fields)
+        await self._project(uow, envelope, event)
         if envelope.type == "ErasureRequested":
             # After planning: the Art. 17(2) notices above found the informed partners by this reference.
             await self._erase(uow, envelope, fields["erasure_ref"], fields["person_ref"])
@@ -172,19 +172,19 @@ class Notify:
         ))
         return 1
 
-    async def _project(self, uow: UnitOfWork, envelope: Envelope, fields: dict) -> None:
+    async def _project(self, uow: UnitOfWork, envelope: Envelope, event) -> None:
+        """Keeps notify's copy of consents, from the typed event (an expiry is a date, not its text)."""
         session = uow.session
         if envelope.type == "ConsentGiven":
-            row = await session.get(Consent, fields["consent_ref"])
+            row = await session.get(Consent, event.consent_ref)
             if row is None:
-                session.add(Consent(consent_ref=fields["consent_ref"], person_ref=fields["person_ref"],
-                                    partner_ref=fields["partner_ref"], purpose=fields["purpose"],
-                                    expires_on=fields.get("expires_on")))
+                session.add(Consent(consent_ref=event.consent_ref, person_ref=event.person_ref,
+                                    partner_ref=event.partner_ref, purpose=event.purpose, expires_on=event.expires_on))
         elif envelope.type == "ConsentWithdrawn":
-            row = await session.get(Consent, fields["consent_ref"])
+            row = await session.get(Consent, event.consent_ref)
             if row is None:  # withdrawn before we saw it given: remember, so a late ConsentGiven changes nothing
-                session.add(Consent(consent_ref=fields["consent_ref"], person_ref=fields["person_ref"],
-                                    partner_ref=fields["partner_ref"], purpose=fields["purpose"], withdrawn=True))
+                session.add(Consent(consent_ref=event.consent_ref, person_ref=event.person_ref,
+                                    partner_ref=event.partner_ref, purpose=event.purpose, withdrawn=True))
             else:
                 row.withdrawn = True
                 row.updated_at = self.now()

@@ -274,8 +274,9 @@ async def test_personal_references_go_to_a_partner_only_with_live_consent_and_le
         assert found, ref
         return found[0].as_string()
 
+    # With an expiry, as the console records most consents.
     given = await notify.publish(ConsentGiven(consent_ref="C-1", person_ref="P-consent", partner_ref="ORG-en",
-                                              purpose="referral"))
+                                              purpose="referral", expires_on=date.today() + timedelta(days=90)))
     assert await until(lambda: _inbox_has(notify, given.event_id))
     assert "P-consent" in await referral_mail("RF-a")
     assert "P-consent" not in await referral_mail("RF-b", shares=False)  # referrals says this one shares nothing
