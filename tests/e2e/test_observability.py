@@ -10,10 +10,10 @@ from shared.testing.webhook_receiver import WebhookReceiver
 from .helpers import PERSON, open_stay, staff_headers, wait_for
 
 
-def metric(text: str, name: str, **labels) -> float:
+def metric(text: str, series: str, **labels) -> float:
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
+        if line.startswith("#") or not line.startswith(series):
             continue
         head, _, value = line.rpartition(" ")
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
