@@ -249,6 +249,14 @@ def _table_file(kind: str) -> str:
     return plural.get(kind, kind + "s") + ".csv"
 
 
+def _entry(name: str) -> zipfile.ZipInfo:
+    # A fixed date, not the export's time: the same directory always gives the same bytes, so
+    # partners can tell at once whether anything changed.
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
 def export_csv_zip(orgs: list[dict]) -> bytes:
     tables: dict[str, list[dict]] = {}
     for org in orgs:
@@ -263,10 +271,10 @@ def export_csv_zip(orgs: list[dict]) -> bytes:
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: _cell(v) for k, v in row.items()})
-            archive.writestr(_table_file(kind), text.getvalue())
+            archive.writestr(_entry(_table_file(kind)), text.getvalue())
             resources.append({"name": kind, "path": _table_file(kind), "profile": "tabular-data-resource",
                               "format": "csv", "mediatype": "text/csv", "encoding": "utf-8"})
-        archive.writestr("datapackage.json", json.dumps({
+        archive.writestr(_entry("datapackage.json"), json.dumps({
             "name": "refuge-partner-directory", "profile": "tabular-data-package",
             "description": "Open Referral HSDS 3 tables; x_ columns are this directory's extensions",
             "resources": resources}, indent=1))
