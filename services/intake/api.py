@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.auth import Role, Staff
+from shared.auth import Role, Staff, bearer_token
 from shared.messaging import ServiceRuntime
 
 from . import handlers, queries
@@ -14,6 +14,7 @@ from .accounts import StaffAccounts
 from .access import scope_of, active_staff_dependency, clear_session_cookie, reads_case_files, set_session_cookie
 from .handlers import Intake, Invalid, NotFound
 from .throttle import SignInThrottle
+from .upstream import OtherServices
 from .schemas import (
     CaseFileOut, CaseFileSummary, ConsentIn, ConsentOut, CountersOut, ErasureIn, ErasureOut, FollowUpIn, FollowUpOut, MatchOut, MatchQuery, NewRequest, OverrideIn,
     QueueOut, RequestOut, SessionOut, SignIn, TimelineOut, ValidationErrorOut,
@@ -57,7 +58,7 @@ def install_error_handlers(app) -> None:
 
 
 def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.PublicCounters, staff_accounts: StaffAccounts,
-                 *, secure_cookies: bool, throttle: SignInThrottle) -> APIRouter:
+                 *, secure_cookies: bool, throttle: SignInThrottle, services: OtherServices) -> APIRouter:
     router = APIRouter(prefix="/api")
     active_staff = active_staff_dependency(runtime, staff_accounts)
 
@@ -253,12 +254,16 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
             return await queries.get_erasure(session, erasure_ref)
 
     @router.get("/case-files/{person_ref}/export", tags=["erasure"], operation_id="export_case_file",
-                responses={**SIGNED_IN, **NOT_FOUND, 200: {"description": "one JSON file: everything intake holds"}})
-    async def export(person_ref: str, staff: Staff = Depends(erasure_officer)) -> Response:
-        """Everything intake holds about the person (GDPR Art. 15), as one downloadable JSON file."""
+                responses={**SIGNED_IN, **NOT_FOUND,
+                           200: {"description": "one JSON file: everything intake, housing, referrals and notify hold"}})
+    async def export(person_ref: str, request: Request, staff: Staff = Depends(erasure_officer)) -> Response:
+        """Everything the refuge holds about the person (GDPR Art. 15), as one downloadable JSON file:
+        intake's case file and requests, and what housing, referrals and notify answer for the person
+        (asked with the caller's own sign-in; a service that cannot answer is named under `unavailable`)."""
         async with runtime.sessions() as session:
             document = await queries.export_person(session, person_ref, actor=staff.username, vault=intake.vault, scope=scope_of(staff), today=intake.today())
+        document["other_services"] = await services.held_about(bearer_token(request), person_ref)
         return JSONResponse(document, headers={
-            "Content-Disposition": f'attachment; filename="intake-{person_ref}.json"', "Cache-Control": "no-store"})
+            "Content-Disposition": f'attachment; filename="refuge-{person_ref}.json"', "Cache-Control": "no-store"})
 
     return router

@@ -73,7 +73,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     throttle = SignInThrottle(runtime.sessions, max_failures=settings.sign_in_max_failures,
                               window_seconds=settings.sign_in_window_seconds)
     app.include_router(api.build_router(runtime, intake, counters, staff_accounts, secure_cookies=secure_cookies,
-                                        throttle=throttle))
+                                        throttle=throttle, services=services))
     app.include_router(console.build_console(
         runtime=runtime, intake=intake, console=Console(ZoneInfo(settings.timezone), settings.console_default_language),
         csrf=Csrf(settings.auth_secret.get_secret_value(), secure_cookies), services=services, counters=counters,

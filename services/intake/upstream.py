@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import structlog
 
@@ -126,3 +128,35 @@ class OtherServices:
 
     async def preview(self, token: str, name: str, language: str) -> dict:
         return (await self._notify("GET", f"/api/templates/{name}/preview", token, params={"language": language})).json()
+
+    # --- the person's copy (GDPR Art. 15) ------------------------------------------------------
+
+    async def held_about(self, token: str, person_ref: str) -> dict:
+        """What housing, referrals and notify hold about the person, each as that service answers it;
+        a service that cannot answer is named as such, so the copy never looks complete when it is not."""
+        reads = {
+            "housing": [("stays", self._housing, "/api/stays", {"open_only": "false", "person_ref": person_ref}),
+                        ("waiting_list", self._housing, "/api/waitlist", {"person_ref": person_ref})],
+            "referrals": [("person", self._referrals, f"/api/people/{person_ref}", None),
+                          ("referrals", self._referrals, "/api/referrals", {"person_ref": person_ref})],
+            "notify": [("messages", self._notify, "/api/deliveries", {"person_ref": person_ref, "limit": 500})],
+        }
+
+        async def one(service: str) -> dict:
+            held = {}
+            for name, call, path, params in reads[service]:
+                try:
+                    held[name] = (await call("GET", path, token, params=params)).json()
+                except Refused as exc:
+                    if exc.status != 404:  # 404: the service holds nothing of the kind about the person
+                        return {"unavailable": f"{service} refused ({exc.status})"}
+                    held[name] = None
+                except Unreachable:
+                    return {"unavailable": f"{service} could not be reached"}
+            return held
+
+        answers = await asyncio.gather(*(one(service) for service in reads))
+        return dict(zip(reads, answers, strict=True))
+
+    async def _referrals(self, method: str, path: str, token: str, **kwargs) -> httpx.Response:
+        return await self._call("referrals", method, f"{self.referrals_url}{path}", token, **kwargs)

@@ -70,6 +70,16 @@ async def test_an_erasure_reaches_every_service_keeps_the_counts_and_tells_the_p
     occupied_before, statuses_before = occupancy(housing), by_status(referrals)
     stays_before = len(get(f"{housing}/api/stays", open_only=False))
 
+    # Art. 15: the person's copy, downloaded from intake, gathers what every service holds.
+    copy = httpx.get(f"{intake}/api/case-files/{person_ref}/export", headers=staff_headers(), timeout=15)
+    assert copy.status_code == 200, copy.text
+    held = copy.json()["other_services"]
+    assert [s["stay_ref"] for s in held["housing"]["stays"]] == [stay["stay_ref"]]
+    assert held["housing"]["waiting_list"] == []
+    assert held["referrals"]["person"]["person_ref"] == person_ref
+    assert [r["referral_ref"] for r in held["referrals"]["referrals"]] == [referral_ref]
+    assert any(m["partner_ref"] == CIRE and m["personal_data_shared"] for m in held["notify"]["messages"])
+
     erasure_ref = new_ref("ER")
     await publish(redis_url, namespace, Envelope.wrap(ErasureRequested(erasure_ref=erasure_ref, person_ref=person_ref)))
 

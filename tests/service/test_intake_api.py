@@ -44,9 +44,13 @@ CALL = {
 
 
 @pytest.fixture
-async def intake(store, make_database, redis_url, namespace):
+async def intake(store, make_database, redis_url, namespace, tmp_path):
+    # Nothing listens on port 9: the other services are unreachable here, whatever runs on this machine.
     settings = IntakeSettings(redis_url=redis_url, database_url=make_database(store, "intake"), namespace=namespace,
-                              consumer_name="intake-test", poll_interval_ms=50, counters_cache_seconds=0)
+                              consumer_name="intake-test", poll_interval_ms=50, counters_cache_seconds=0,
+                              keys_database_url=f"sqlite+aiosqlite:///{tmp_path / 'intake-keys.db'}",
+                              housing_url="http://127.0.0.1:9", referrals_url="http://127.0.0.1:9",
+                              notify_url="http://127.0.0.1:9")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -48,6 +48,9 @@ async def test_an_erasure_empties_intake_keeps_the_counters_and_gathers_each_ser
     assert document["case_file"]["consents"][0]["partner_ref"] == "org-1"
     assert document["requests_as_recorded"][0]["notes"] == CALL["notes"]
     assert document["requests_as_recorded"][0]["caller_name"] == "Aunt Mieke"
+    # Nothing listens where this intake expects the other services: the copy says it is incomplete.
+    assert document["other_services"] == {s: {"unavailable": f"{s} could not be reached"}
+                                          for s in ("housing", "referrals", "notify")}
     assert (await intake.get(f"/api/case-files/{person_ref}/export", headers=STAFF)).status_code == 403
 
     counters_before = (await intake.get("/api/public/counters")).json()
