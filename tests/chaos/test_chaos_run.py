@@ -10,8 +10,8 @@ import pytest
 
 from chaos import ChaosConfig, run_chaos
 
-# About 2,000 operations, as the issue asks: the run's length follows their number (some 80 s of
-# workload at this rate), with at least 5 kills of each service, 2 Redis restarts and 2 cuts.
+# About 2,000 operations, as the issue asks: the run's length follows their number (about three
+# minutes on a 2-core machine), with at least 5 kills of each service, 2 Redis restarts and 2 cuts.
 SHORT_RUN = dict(ops=2000, rate=25.0, kills_per_service=5, point_kills_per_service=2, stops_per_service=1,
                  redis_restarts=2, network_cuts=2, network_delays=2, duplicate_bursts=3, reorder_bursts=2,
                  bad_entry_rounds=1, poison_events=2)
