@@ -65,6 +65,9 @@ class OtherServices:
     async def _housing(self, method: str, path: str, token: str, **kwargs) -> httpx.Response:
         return await self._call("housing", method, f"{self.housing_url}{path}", token, **kwargs)
 
+    async def _referrals(self, method: str, path: str, token: str, **kwargs) -> httpx.Response:
+        return await self._call("referrals", method, f"{self.referrals_url}{path}", token, **kwargs)
+
     async def _notify(self, method: str, path: str, token: str, **kwargs) -> httpx.Response:
         return await self._call("notify", method, f"{self.notify_url}{path}", token, **kwargs)
 
@@ -104,7 +107,7 @@ class OtherServices:
     async def partners(self, token: str) -> list[dict]:
         """Referrals' partner directory (GET /api/directory/organizations): reference and name of each."""
         try:
-            response = await self._call("referrals", "GET", f"{self.referrals_url}/api/directory/organizations", token)
+            response = await self._referrals("GET", "/api/directory/organizations", token)
         except Refused as exc:
             raise Unreachable(str(exc.status)) from None
         return [{"partner_ref": o["partner_ref"], "name": o["name"]} for o in response.json()
@@ -157,6 +160,3 @@ class OtherServices:
 
         answers = await asyncio.gather(*(one(service) for service in reads))
         return dict(zip(reads, answers, strict=True))
-
-    async def _referrals(self, method: str, path: str, token: str, **kwargs) -> httpx.Response:
-        return await self._call("referrals", method, f"{self.referrals_url}{path}", token, **kwargs)
