@@ -47,8 +47,13 @@ def test_a_minors_call_ends_in_a_youth_services_referral_a_mail_to_the_partner_a
     assert referral["cause_ref"] == created["request_ref"] and referral["shares_personal_data"] is False
     referral_ref = referral["referral_ref"]
     client = redis.Redis.from_url(redis_url)
-    on_broker = b"".join(k + v for _id, fields in client.xrange(stream_name(namespace, "referrals")) for k, v in fields.items())
-    assert b"ReferralMade" in on_broker and referral_ref.encode() in on_broker
+
+    def referral_on_broker():
+        # The outbox relay publishes after the commit that the API already shows, so wait for it.
+        raw = b"".join(k + v for _id, fields in client.xrange(stream_name(namespace, "referrals")) for k, v in fields.items())
+        return b"ReferralMade" in raw and referral_ref.encode() in raw
+
+    assert wait_for(referral_on_broker), stack.logs()
 
     # notify mails the partner, in French, with the signed link; no housing happens.
     mails = smtp_sink.mailbox.wait_for(lambda m: m["To"] == "infofr@caritasint.be" and referral_ref in m.as_string())
