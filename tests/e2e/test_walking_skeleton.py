@@ -80,8 +80,15 @@ def test_a_consumer_killed_mid_event_is_taken_over_by_another_consumer_of_its_gr
     person_ref = post_request(stack.url("intake"))["person_ref"]
     client = redis.Redis.from_url(redis_url)
     intake_stream = stream_name(namespace, "intake")
-    pending = wait_for(lambda: client.xpending(intake_stream, "housing")["pending"] >= 1)
-    assert pending, stack.logs()
+
+    def assessment_held_by_housing_a():
+        # RequestReceived is pending too for a moment before housing acks it unhandled; killing
+        # then would leave the assessment to the rescuer's plain read, not to a takeover.
+        assessed = [i for i, fields in client.xrange(intake_stream) if b"RequestAssessed" in b"".join(fields.values())]
+        held = client.xpending_range(intake_stream, "housing", min="-", max="+", count=10)
+        return bool(assessed) and any(p["message_id"] == assessed[0] and p["consumer"] == b"housing-a" for p in held)
+
+    assert wait_for(assessment_held_by_housing_a), stack.logs()
     stuck.signal(signal.SIGKILL)
     stuck.process.wait()
 
