@@ -124,7 +124,7 @@ def stack_factory(tmp_path, redis_url, namespace, smtp_sink):
 
     def make(redis: str | None = None, **kwargs) -> Stack:
         extra_env = {
-            **{f"{s}_RECLAIM_IDLE_MS": "1500" for s in ("INTAKE", "HOUSING", "REFERRALS", "NOTIFY")},
+            **{f"{s}_RECLAIM_IDLE_MS": "3000" for s in ("INTAKE", "HOUSING", "REFERRALS", "NOTIFY")},
             "NOTIFY_RETRY_BASE_SECONDS": "0.2",
             **kwargs.pop("extra_env", {}),
         }

@@ -429,10 +429,14 @@ class Housing:
         uow.emit(event, causation=cause.envelope, correlation_id=cause.correlation_id)
 
     async def _lock_kind(self, uow: UnitOfWork, kind: str) -> None:
+        if kind in uow.locks:  # held until this transaction ends; a batch takes it once
+            return
         result = await uow.session.exec(
-            update(AllocationLock).where(col(AllocationLock.kind) == kind).values(version=AllocationLock.version + 1))
+            update(AllocationLock).where(col(AllocationLock.kind) == kind).values(version=AllocationLock.version + 1)
+            .execution_options(synchronize_session=False))
         if result.rowcount != 1:
             raise RuntimeError(f"no allocation lock row for {kind!r}: run prepare_store first")
+        uow.locks.add(kind)
 
     async def _change_place(self, uow: UnitOfWork, place: Place, target: PlaceState, **values) -> None:
         if not domain.can_change(place.state, target):

@@ -23,6 +23,7 @@ class UnitOfWork:
         self.service = service
         self._on_commit = on_commit
         self.emitted: list[Envelope] = []
+        self.locks: set[str] = set()  # row locks a service took in this transaction, by its own names
 
     def emit(self, event: Event, *, causation: Envelope | None = None, correlation_id: str | None = None) -> Envelope:
         producer = event.producer
@@ -45,6 +46,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await self.session.commit()
+        self.locks.clear()
         if self.emitted:
             if FAULTS:
                 await fault_point("after_outbox_commit")

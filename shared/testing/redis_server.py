@@ -29,12 +29,18 @@ def free_port() -> int:
     of ours restarts (a Redis restart, a killed service) and the server could not bind it again."""
     while True:
         port = random.randint(20000, 32000)
+        if port in _GIVEN:  # given to a server that may not have bound it yet
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _GIVEN.add(port)
+        return port
+
+
+_GIVEN: set[int] = set()
 
 
 class RedisServer:

@@ -43,7 +43,13 @@ def test_metrics_move_and_one_trace_follows_a_request_from_intake_to_notify(stac
     assert wait_for(lambda: open_stay(stack.url("housing"), person_ref))
     assert smtp_sink.mailbox.wait_for(lambda m: person_ref in m["Subject"])
 
-    scraped = {name: httpx.get(f"{stack.url(name)}/metrics", timeout=5).text for name in stack.services}
+    def scrape():
+        # intake handles PersonAdmitted at the same moment as notify mails it, so it may still be at it.
+        texts = {name: httpx.get(f"{stack.url(name)}/metrics", timeout=5).text for name in stack.services}
+        return texts if all("refuge_handler_seconds_bucket" in t for t in texts.values()) else None
+
+    scraped = wait_for(scrape)
+    assert scraped, stack.logs()
     assert metric(scraped["intake"], "refuge_outbox_published_total", service="intake") >= 2
     assert metric(scraped["intake"], "refuge_http_requests_total", service="intake", method="POST", status="201") == 1
     assert metric(scraped["housing"], "refuge_messages_processed_total", service="housing", event_type="RequestAssessed") >= 1

@@ -110,6 +110,16 @@ def mails_to(sink, address: str) -> list:
         return [m for m in sink.mailbox.messages if m["To"] == address]
 
 
+async def _all_sent(deliveries, count: int) -> list | None:
+    log = await deliveries
+    return log if len(log) == count and all(d["status"] == "sent" for d in log) else None
+
+
+async def _rows_sent(rows, count: int) -> list | None:
+    found = await rows
+    return found if len(found) == count and all(r.status == "sent" for r in found) else None
+
+
 def failure_alerts(sink) -> list:
     return [m for m in mails_to(sink, COORDINATOR) if "n'a pas pu être remis" in m["Subject"]]
 
@@ -239,7 +249,8 @@ async def test_a_referral_reaches_its_partner_once_by_mail_and_by_signed_webhook
     # No consent recorded: the person's reference stays home.
     assert "P-7c1e" not in mail.as_string() and b"P-7c1e" not in call.body
 
-    log = await notify.deliveries(event_type="ReferralMade")
+    # The sink and the receiver count a message before they answer; notify records it after.
+    log = await until(lambda: _all_sent(notify.deliveries(event_type="ReferralMade"), 2))
     assert sorted(d["channel"] for d in log) == ["email", "webhook"]
     assert all(d["status"] == "sent" and d["attempts"] == 1 for d in log)
     by_channel = {d["channel"]: d for d in log}
@@ -385,7 +396,7 @@ async def test_a_webhook_answering_500_then_429_is_retried_after_the_delay_asked
     body = calls[2].payload
     assert body["data"] == {"place_kind": "post_shelter"}  # no place reference for partners
     assert body["summary"] == "Une place post_shelter est libre au refuge"
-    [entry] = await notify.deliveries(partner_ref="ORG-hook")
+    [entry] = await until(lambda: _all_sent(notify.deliveries(partner_ref="ORG-hook"), 1))
     detail = await notify.delivery(entry["notification_ref"])
     assert detail["status"] == "sent" and detail["attempts"] == 3
     assert [a["detail"] for a in detail["attempt_log"]] == ["http 500", "http 429", "http 200"]
@@ -531,5 +542,5 @@ async def test_two_replicas_share_the_work_and_each_message_goes_out_once(start_
     assert await until(lambda: len(admissions()) >= len(people))
     await asyncio.sleep(0.5)
     assert sorted(admissions()) == sorted(f"Admission {p} : place emergency" for p in people)
-    rows = await first.rows(cause_event_type="PersonAdmitted")
-    assert len(rows) == len(people) and all(r.status == "sent" and r.attempts == 1 for r in rows)
+    rows = await until(lambda: _rows_sent(first.rows(cause_event_type="PersonAdmitted"), len(people)))
+    assert rows and all(r.attempts == 1 for r in rows)
