@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import time
 from pathlib import Path
 
-import aiosqlite
 from sqlalchemy import Table, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
@@ -34,12 +30,7 @@ def make_engine(url: str) -> AsyncEngine:
     path = url.split(":///", 1)[1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(
-        url, async_creator=_inline_sqlite(path or ":memory:"),
-        # One connection per process: its transactions queue on the pool, an await, rather than
-        # on SQLite's busy handler, which sleeps up to 100 ms between tries.
-        pool_size=1, max_overflow=0, pool_timeout=60,
-    )
+    engine = create_async_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn, _record):
@@ -49,55 +40,16 @@ def make_engine(url: str) -> AsyncEngine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn):
-        # Take the write lock up front (see _InlineSqlite._begin for the wait) rather than fail
+        # Take the write lock up front: writers queue on busy_timeout instead of failing
         # with SQLITE_BUSY when a read transaction tries to upgrade.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-class _InlineSqlite(aiosqlite.Connection):
-    """aiosqlite hands every call to a thread of its own and back. On a small VM each hop costs
-    about 150 µs, and one event takes dozens of calls, while SQLite answers most of them in a few
-    µs: statements run on the event loop instead, and aiosqlite's thread only opens the file."""
-
-    async def _execute(self, fn, *args, **kwargs):
-        if not self._running or not self._connection:
-            raise ValueError("Connection closed")
-        if args and isinstance(args[0], str) and args[0].startswith("BEGIN"):
-            return await self._begin(fn, *args, **kwargs)
-        return fn(*args, **kwargs)
-
-    async def _begin(self, fn, *args, **kwargs):
-        """BEGIN IMMEDIATE is the one statement that waits for the write lock. Its holder may be
-        another connection of this very process, which needs the loop to finish and let go, so
-        the wait is an asyncio sleep, not SQLite's busy handler (its busy timeout is 0)."""
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        pause = 0.001
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
-
-LOCK_WAIT_SECONDS = 30.0
-
-
-def _inline_sqlite(path: str):
-    async def connect() -> aiosqlite.Connection:
-        connection = _InlineSqlite(lambda: sqlite3.connect(path, timeout=0, check_same_thread=False), 64)
-        connection._thread.daemon = True
-        return await connection
-
-    return connect
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
