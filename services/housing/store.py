@@ -36,6 +36,9 @@ class Flat(SQLModel, table=True):
 
 class Place(SQLModel, table=True):
     __tablename__ = "housing_place"
+    # Allocation takes the first vacant place of a kind: without this index SQLite walks every
+    # occupied place of the kind first, so admissions slow down as the house fills.
+    __table_args__ = (Index("place_by_kind_state", "kind", "state", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     place_ref: str = Field(max_length=20, unique=True, index=True)
