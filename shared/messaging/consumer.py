@@ -238,7 +238,7 @@ class EventConsumer:
                     await fault_point("handler", env.model_dump_json())
                 with span(f"handle {env.type}", env.traceparent, event_id=env.event_id, service=self.service):
                     await self.handlers[env.type](uow, env, entry.event)
-                uow.session.add(InboxEntry(event_id=env.event_id, event_type=env.type, stream=entry.stream))
+                uow.handled(env, entry.stream)
                 done += 1
             await uow.commit()
         if FAULTS:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -13,7 +15,7 @@ from shared.observability import current_traceparent
 
 from .faults import SPEC as FAULTS
 from .faults import fault_point
-from .tables import OutboxEntry
+from .tables import InboxEntry, OutboxEntry
 
 
 class UnitOfWork:
@@ -23,6 +25,10 @@ class UnitOfWork:
         self.service = service
         self._on_commit = on_commit
         self.emitted: list[Envelope] = []
+        # Outbox and inbox rows go in at commit, one statement per table for the whole batch:
+        # as ORM objects they cost more than the rest of most handlers.
+        self._outbox: list[dict] = []
+        self._inbox: list[dict] = []
         self.locks: set[str] = set()  # row locks a service took in this transaction, by its own names
 
     def emit(self, event: Event, *, causation: Envelope | None = None, correlation_id: str | None = None) -> Envelope:
@@ -33,19 +39,28 @@ class UnitOfWork:
             producer = self.service
         envelope = Envelope.wrap(event, causation=causation, correlation_id=correlation_id,
                                  traceparent=current_traceparent(), producer=producer)
-        self.session.add(
-            OutboxEntry(
-                event_id=envelope.event_id,
-                event_type=envelope.type,
-                stream=stream_name(self.namespace, envelope.producer),
-                body=envelope.model_dump_json(),
-            )
-        )
+        self._outbox.append({
+            "event_id": envelope.event_id,
+            "event_type": envelope.type,
+            "stream": stream_name(self.namespace, envelope.producer),
+            "body": envelope.model_dump_json(),
+            "created_at": datetime.now(UTC),
+        })
         self.emitted.append(envelope)
         return envelope
 
+    def handled(self, envelope: Envelope, stream: str) -> None:
+        """The inbox row that makes a redelivery of this event a no-op, committed with its effects."""
+        self._inbox.append({"event_id": envelope.event_id, "event_type": envelope.type, "stream": stream,
+                            "handled_at": datetime.now(UTC)})
+
     async def commit(self) -> None:
+        if self._outbox:
+            await self.session.exec(insert(OutboxEntry.__table__), params=self._outbox)
+        if self._inbox:
+            await self.session.exec(insert(InboxEntry.__table__), params=self._inbox)
         await self.session.commit()
+        self._outbox, self._inbox = [], []
         self.locks.clear()
         if self.emitted:
             if FAULTS:
