@@ -16,8 +16,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import structlog
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
 from shared.events import Envelope, Event, new_ref
@@ -57,6 +58,15 @@ log = structlog.get_logger("housing")
 
 SEED_FILE = Path(__file__).parent / "seed" / "places.json"
 INTAKE_DECISION = "intake-decision"  # who added a stay or waiting entry that came from an assessment
+
+
+# Built once: every admission runs them, and building a statement costs more than SQLite answering it.
+FIRST_VACANT = (select(Place).where(col(Place.kind) == bindparam("kind"), col(Place.state) == PlaceState.vacant)
+                .order_by(col(Place.id)).limit(1))
+OPEN_STAY_OF = select(Stay).where(col(Stay.person_ref) == bindparam("person_ref"), col(Stay.ended_on).is_(None))
+OPEN_ENTRY = select(WaitlistEntry).where(col(WaitlistEntry.person_ref) == bindparam("person_ref"),
+                                         col(WaitlistEntry.place_kind) == bindparam("kind"),
+                                         col(WaitlistEntry.left_at).is_(None))
 
 
 @dataclass(frozen=True)
@@ -157,9 +167,7 @@ class Housing:
             return
 
         if event.decision is Decision.accommodate:
-            place = (await session.exec(
-                select(Place).where(Place.kind == kind, Place.state == PlaceState.vacant).order_by(col(Place.id)).limit(1)
-            )).first()
+            place = (await session.exec(FIRST_VACANT, params={"kind": kind})).first()
             if place is not None:
                 await self._change_place(uow, place, PlaceState.occupied)
                 await self._start_stay(uow, place, event.person_ref, event.request_ref, cause)
@@ -192,9 +200,7 @@ class Housing:
             if place.state != PlaceState.vacant:
                 raise Conflict(f"place {place_ref} is {place.state}")
         else:
-            place = (await uow.session.exec(
-                select(Place).where(Place.kind == kind, Place.state == PlaceState.vacant).order_by(col(Place.id)).limit(1)
-            )).first()
+            place = (await uow.session.exec(FIRST_VACANT, params={"kind": kind})).first()
             if place is None:
                 raise Conflict(f"no vacant {kind} place: put the person on the waiting list")
         cause = Cause(staff=staff, correlation_id=entry.correlation_id if entry else None)
@@ -442,13 +448,15 @@ class Housing:
         if not domain.can_change(place.state, target):
             raise Conflict(f"place {place.place_ref} cannot go from {place.state} to {target.value}")
         # Optimistic claim: only one transaction can move the place out of the state it read.
+        changes = {"state": target.value, "version": place.version + 1, "changed_at": datetime.now(UTC), **values}
         result = await uow.session.exec(
             update(Place).where(col(Place.id) == place.id, col(Place.state) == place.state,
                                 col(Place.version) == place.version)
-            .values(state=target.value, version=place.version + 1, changed_at=datetime.now(UTC), **values))
+            .values(**changes).execution_options(synchronize_session=False))
         if result.rowcount != 1:
             raise Conflict(f"place {place.place_ref} changed meanwhile; try again")
-        await uow.session.refresh(place)
+        for key, value in changes.items():  # what the row now holds, without reading it back
+            set_committed_value(place, key, value)
 
     async def _update_stay(self, uow: UnitOfWork, stay: Stay, **values) -> None:
         result = await uow.session.exec(
@@ -500,9 +508,7 @@ class Housing:
         """Rule 6: while a place of this kind is vacant and someone waits for one, reserve it for the next in line."""
         session = uow.session
         while True:
-            place = (await session.exec(
-                select(Place).where(Place.kind == kind, Place.state == PlaceState.vacant).order_by(col(Place.id)).limit(1)
-            )).first()
+            place = (await session.exec(FIRST_VACANT, params={"kind": kind})).first()
             if place is None:
                 return
             waiting = await self.waiting_in_line(session, kind)
@@ -574,13 +580,10 @@ class Housing:
         return stay
 
     async def _open_stay_of(self, uow: UnitOfWork, person_ref: str) -> Stay | None:
-        return (await uow.session.exec(
-            select(Stay).where(Stay.person_ref == person_ref, col(Stay.ended_on).is_(None)))).first()
+        return (await uow.session.exec(OPEN_STAY_OF, params={"person_ref": person_ref})).first()
 
     async def _open_entry(self, uow: UnitOfWork, person_ref: str, kind: str) -> WaitlistEntry | None:
-        return (await uow.session.exec(
-            select(WaitlistEntry).where(WaitlistEntry.person_ref == person_ref, WaitlistEntry.place_kind == kind,
-                                        col(WaitlistEntry.left_at).is_(None)))).first()
+        return (await uow.session.exec(OPEN_ENTRY, params={"person_ref": person_ref, "kind": kind})).first()
 
     async def _open_entry_by_ref(self, uow: UnitOfWork, entry_ref: str) -> WaitlistEntry:
         entry = (await uow.session.exec(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
-from sqlalchemy import delete, func, update
+from sqlalchemy import bindparam, delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -26,6 +26,11 @@ from .domain import Action, Status
 from .store import Consent, FollowedPerson, PageNonce, Partner, PersonNeed, Referral, ReferralChange
 
 log = structlog.get_logger("referrals")
+
+# Built once: every assessed request runs them, and building a statement costs more than SQLite answering it.
+FOLLOWED = select(FollowedPerson).where(col(FollowedPerson.person_ref) == bindparam("person_ref"))
+NEED_OF = select(PersonNeed.id).where(col(PersonNeed.person_ref) == bindparam("person_ref"),
+                                      col(PersonNeed.need) == bindparam("need"))
 
 
 class UnknownPartner(LookupError):
@@ -88,8 +93,7 @@ class Referrals:
     async def on_request_assessed(self, uow: UnitOfWork, envelope: Envelope, event) -> None:
         await self._follow(uow, envelope, event.person_ref, str(event.decision))
         for need in event.needs:
-            exists = (await uow.session.exec(select(PersonNeed.id).where(
-                PersonNeed.person_ref == event.person_ref, PersonNeed.need == need.value))).first()
+            exists = (await uow.session.exec(NEED_OF, params={"person_ref": event.person_ref, "need": need.value})).first()
             if exists is None:
                 uow.session.add(PersonNeed(person_ref=event.person_ref, need=need.value, request_ref=event.request_ref))
         if event.track is Track.minor:
@@ -132,7 +136,7 @@ class Referrals:
         log.info("consent.withdrawn", event_id=envelope.event_id)
 
     async def _follow(self, uow: UnitOfWork, envelope: Envelope, person_ref: str, reason: str) -> None:
-        existing = (await uow.session.exec(select(FollowedPerson).where(FollowedPerson.person_ref == person_ref))).first()
+        existing = (await uow.session.exec(FOLLOWED, params={"person_ref": person_ref})).first()
         if existing is not None:
             existing.last_event = envelope.type
             uow.session.add(existing)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager, suppress
 
+import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.redis import RedisBroker
@@ -31,6 +32,8 @@ from .consumer import EventConsumer, Handler
 from .relay import OutboxRelay
 from .tables import MESSAGING_TABLES
 from .uow import UnitOfWorkFactory
+
+log = structlog.get_logger("runtime")
 
 
 class ServiceRuntime:
@@ -103,16 +106,23 @@ class ServiceRuntime:
                     raise
                 await asyncio.sleep(1)
 
-    async def stop(self) -> None:
+    async def stop(self, step_timeout: float = 10.0) -> None:
+        """Each step is bounded: a task that does not end when cancelled, or a broker or store that
+        does not answer, is logged and left behind rather than holding up the service's exit."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _done, stuck = await asyncio.wait(self._tasks, timeout=step_timeout)
+            for task in stuck:
+                log.warning("runtime.task_did_not_stop", task=task.get_name())
         self._tasks.clear()
-        with suppress(Exception):
-            await self.broker.stop()
-        await self.engine.dispose()
+        for step, call in (("broker", self.broker.stop), ("store", self.engine.dispose)):
+            try:
+                await asyncio.wait_for(call(), timeout=step_timeout)
+            except TimeoutError:
+                log.warning("runtime.stop_timed_out", step=step)
+            except Exception as exc:
+                log.warning("runtime.stop_failed", step=step, error=type(exc).__name__)
         await asyncio.to_thread(flush_traces)
 
     async def health(self) -> dict:
