@@ -83,8 +83,8 @@ def _answers_at_once(fn, args) -> bool:
     if not isinstance(owner, sqlite3.Cursor) or fn.__name__ not in _CURSOR_CALLS:
         return False
     if fn.__name__ in ("execute", "executemany"):
-        statement = args[0].lstrip()[:6].upper() if args and isinstance(args[0], str) else ""
-        return owner.connection.in_transaction and statement not in ("BEGIN", "PRAGMA", "COMMIT", "ROLLBA")
+        statement = args[0].lstrip()[:8].upper() if args and isinstance(args[0], str) else ""
+        return owner.connection.in_transaction and not statement.startswith(("BEGIN", "PRAGMA", "COMMIT", "ROLLBACK"))
     return True
 
 

@@ -25,8 +25,8 @@ class UnitOfWork:
         self.service = service
         self._on_commit = on_commit
         self.emitted: list[Envelope] = []
-        # Outbox and inbox rows go in at commit, one statement per table for the whole batch:
-        # as ORM objects they cost more than the rest of most handlers.
+        # Outbox and inbox rows go in at commit, one statement per table for the whole batch,
+        # rather than as ORM objects built and flushed one by one.
         self._outbox: list[dict] = []
         self._inbox: list[dict] = []
         self.locks: set[str] = set()  # row locks a service took in this transaction, by its own names
