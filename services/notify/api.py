@@ -3,7 +3,7 @@ rules and partner recipients. Thin routes; the work happens in handlers.Notify."
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import orjson
@@ -33,6 +33,17 @@ PARTNER_REF = Path(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+
 def invalid(*problems: tuple[str, str]) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", *field.split(".")), "msg": reason, "type": "value_error"}
                                    for field, reason in problems])
+
+
+def in_utc(field: str, moment: datetime, zone) -> datetime:
+    """A moment from a query string: one given without an offset is the refuge's local time."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise RequestValidationError([{"loc": ("query", field), "msg": "is outside the dates the log can hold",
+                                       "type": "value_error"}]) from None
 
 
 # --- delivery log ------------------------------------------------------------------------------
@@ -173,8 +184,8 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
         partner_ref: str | None = Query(None, max_length=64),
         person_ref: str | None = Query(None, max_length=64),
         cause_event_id: str | None = Query(None, max_length=80),
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: datetime | None = Query(None, description="without an offset, in the refuge's time zone"),
+        until: datetime | None = Query(None, description="without an offset, in the refuge's time zone"),
         limit: int = Query(100, ge=1, le=500),
         offset: int = Query(0, ge=0, le=2**31 - 1),
     ) -> list[DeliveryOut]:
@@ -186,9 +197,9 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
             if value:
                 filters.append(column == value)
         if since:
-            filters.append(col(Delivery.created_at) >= since)
+            filters.append(col(Delivery.created_at) >= in_utc("since", since, notify.tz))
         if until:
-            filters.append(col(Delivery.created_at) < until)
+            filters.append(col(Delivery.created_at) < in_utc("until", until, notify.tz))
         async with runtime.sessions() as session:
             total = (await session.exec(select(func.count()).select_from(Delivery).where(*filters))).one()
             rows = (await session.exec(select(Delivery).where(*filters).order_by(col(Delivery.id).desc())

@@ -3,6 +3,8 @@ partner recipients, with the house rules for bad input and roles."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
 import pytest
 
@@ -47,6 +49,11 @@ async def test_the_delivery_log_filters_pages_and_counts(notify, smtp_sink):
     bad = await notify.api.get("/api/deliveries", params={"limit": 0, "since": "yesterday"})
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["detail"]} == {"query.limit", "query.since"}
+    # Staff type local time without an offset: read in the refuge's zone, not refused with a 500.
+    local = datetime.fromisoformat(first["created_at"]).astimezone(notify.notify.tz).replace(tzinfo=None).isoformat()
+    assert await notify.deliveries(since=local) and await notify.deliveries(until=local) == []
+    too_early = await notify.api.get("/api/deliveries", params={"since": "0001-01-01T00:30:00+01:00"})
+    assert too_early.status_code == 422 and [e["field"] for e in too_early.json()["detail"]] == ["query.since"]
     assert (await notify.api.get("/api/deliveries/N-nothing")).status_code == 404
     metrics = (await notify.api.get("/metrics")).text
     assert 'refuge_domain{kind="sent",name="deliveries",service="notify"} 4.0' in metrics
