@@ -74,6 +74,12 @@ class _FewerHops(aiosqlite.Connection):
 
 
 _CURSOR_CALLS = {"fetchall", "fetchone", "fetchmany", "close", "execute", "executemany"}
+_WAITS_FOR_LOCK_OR_DISK = ("BEGIN", "PRAGMA", "COMMIT", "ROLLBACK")
+
+
+def _head(args) -> str:
+    """The first word or so of the SQL a cursor call carries, upper-cased ("" for other calls)."""
+    return args[0].lstrip()[:8].upper() if args and isinstance(args[0], str) else ""
 
 
 def _answers_at_once(fn, args) -> bool:
@@ -83,14 +89,13 @@ def _answers_at_once(fn, args) -> bool:
     if not isinstance(owner, sqlite3.Cursor) or fn.__name__ not in _CURSOR_CALLS:
         return False
     if fn.__name__ in ("execute", "executemany"):
-        statement = args[0].lstrip()[:8].upper() if args and isinstance(args[0], str) else ""
-        return owner.connection.in_transaction and not statement.startswith(("BEGIN", "PRAGMA", "COMMIT", "ROLLBACK"))
+        return owner.connection.in_transaction and not _head(args).startswith(_WAITS_FOR_LOCK_OR_DISK)
     return True
 
 
 def _is_begin(fn, args) -> bool:
     return (isinstance(getattr(fn, "__self__", None), sqlite3.Cursor) and fn.__name__ == "execute"
-            and bool(args) and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN")
+            and _head(args).startswith("BEGIN"))
 
 
 LOCK_WAIT_SECONDS = 30.0

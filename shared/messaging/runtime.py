@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -112,7 +112,10 @@ class ServiceRuntime:
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            _done, stuck = await asyncio.wait(self._tasks, timeout=step_timeout)
+            done, stuck = await asyncio.wait(self._tasks, timeout=step_timeout)
+            for task in done:  # collected, so that one that had failed is not reported again at exit
+                if not task.cancelled():
+                    task.exception()
             for task in stuck:
                 log.warning("runtime.task_did_not_stop", task=task.get_name())
         self._tasks.clear()
