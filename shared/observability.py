@@ -82,6 +82,41 @@ def trace_id_of(traceparent: str | None) -> str | None:
     return parts[1] if len(parts) == 4 else None
 
 
+# TracedRequests below spans each request; FastAPI's own telemetry would open a second span for it.
+FASTAPI_TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
+
+
+class TracedRequests:
+    """Pure ASGI middleware (no task, no buffering): each HTTP request is a span, child of the
+    caller's `traceparent`, answered with its own `traceparent`, and counted by status."""
+
+    def __init__(self, app, *, service: str):
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        parent = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"traceparent"), None)
+        status = 500
+
+        async def send_traced(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if own := current_traceparent():
+                    headers = [h for h in message.get("headers", []) if h[0].lower() != b"traceparent"]
+                    message = {**message, "headers": [*headers, (b"traceparent", own.encode())]}
+            await send(message)
+
+        try:
+            with span(f"{scope['method']} {scope['path']}", parent):
+                await self.app(scope, receive, send_traced)
+        finally:
+            HTTP_REQUESTS.labels(self.service, scope["method"], str(status)).inc()
+
+
 @contextmanager
 def span(name: str, traceparent: str | None = None, **attributes):
     """A span, child of `traceparent` when given; binds trace_id to every log line inside it."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
@@ -126,6 +128,49 @@ def _begin_waiting(execute, statement, *args):
 async def _connect(path: str) -> aiosqlite.Connection:
     connection = _FewerHops(lambda: sqlite3.connect(path, timeout=30, check_same_thread=False), 64)
     return await connection
+
+
+class GroupCommit:
+    """Small writes that arrive while one transaction is being written wait and go into the next
+    one together: one lock wait and one commit for many, and each writer returns only once its
+    own write has committed (or raises what made the transaction fail)."""
+
+    def __init__(self, sessions, write: Callable[[AsyncSession, list], Awaitable[None]]):
+        self.sessions = sessions
+        self.write = write
+        self._waiting: list[tuple[object, asyncio.Future]] = []
+        self._turn = asyncio.Lock()
+
+    async def submit(self, item) -> None:
+        committed = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, committed))
+        try:
+            await self._turn.acquire()
+        except asyncio.CancelledError:
+            self._waiting = [waiting for waiting in self._waiting if waiting[1] is not committed]
+            raise
+        try:
+            if not committed.done():
+                batch, self._waiting = self._waiting, []
+                try:
+                    async with self.sessions() as session:
+                        await self.write(session, [item for item, _ in batch])
+                        await session.commit()
+                except BaseException as exc:
+                    failure = exc if isinstance(exc, Exception) else RuntimeError("the transaction was interrupted")
+                    for _, waiting in batch:
+                        if not waiting.done():
+                            waiting.set_exception(failure)
+                    if not isinstance(exc, Exception):
+                        committed.exception()  # retrieved: the interruption itself goes on below
+                        raise
+                else:
+                    for _, waiting in batch:
+                        if not waiting.done():  # a writer cancelled meanwhile is not answered
+                            waiting.set_result(None)
+        finally:
+            self._turn.release()
+        await committed
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

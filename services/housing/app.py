@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from shared.events.codes import PlaceKind
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
-from shared.observability import DOMAIN
+from shared.observability import DOMAIN, FASTAPI_TELEMETRY
 from shared.web import install_error_handlers
 
 from . import api
@@ -78,7 +78,7 @@ def create_app(settings: HousingSettings | None = None, *, today: Callable[[], d
             DOMAIN.labels("housing", "waiting_list", kind).set(waiting.get(kind, 0))
 
     runtime.metric_hooks.append(occupancy_gauges)
-    app = FastAPI(title="Refuge housing", version="1", description=DESCRIPTION, lifespan=runtime.lifespan())
+    app = FastAPI(title="Refuge housing", version="1", description=DESCRIPTION, lifespan=runtime.lifespan(), telemetry=FASTAPI_TELEMETRY)
     app.state.runtime = runtime
     app.state.housing = housing
     install_error_handlers(app)

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
+from shared.observability import FASTAPI_TELEMETRY
 from shared.web import install_error_handlers
 
 from . import api, audit, console, handlers, queries
@@ -57,7 +58,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 await intake.vault.close()
 
     app = FastAPI(
-        title="Refuge intake", version="1", lifespan=lifespan,
+        title="Refuge intake", version="1", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY,
         description="Calls for help, their assessment and case files. Sign in with POST /api/session and send "
                     "the token as `Authorization: Bearer …` (the staff console at / uses the `refuge_token` "
                     "cookie). Errors: 422 names the field and the reason; 404 means it does not exist or is "

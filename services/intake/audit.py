@@ -12,13 +12,16 @@ import json
 import re
 import sys
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import structlog
 from itsdangerous import BadSignature, SignatureExpired
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlmodel import col, select
+from starlette.requests import Request
 
 from shared.auth import bearer_token
+from shared.store import GroupCommit
 
 from .store import AuditEntry
 
@@ -30,45 +33,74 @@ REF_PARAMS = {"person_ref": "person_ref", "request_ref": "request_ref", "consent
               "erasure_ref": "other_ref"}
 
 
-def entry_hash(previous_hash: str, entry: AuditEntry) -> str:
+def entry_hash(previous_hash: str, entry) -> str:
     at = entry.at if entry.at.tzinfo else entry.at.replace(tzinfo=UTC)
     content = json.dumps([at.astimezone(UTC).isoformat(), entry.actor, entry.action, entry.route, entry.person_ref,
                           entry.request_ref, entry.other_ref, entry.status], separators=(",", ":"))
     return hashlib.sha256((previous_hash + content).encode()).hexdigest()
 
 
-async def append(sessions, *, actor: str, action: str, route: str, refs: dict, status: int) -> None:
-    async with sessions() as session:
-        if session.bind.dialect.name == "postgresql":
-            # One writer at a time, so that no two entries chain to the same predecessor.
-            await session.exec(text("SELECT pg_advisory_xact_lock(hashtext('refuge-intake-audit'))"))
-        last = (await session.exec(select(AuditEntry.hash).order_by(col(AuditEntry.id).desc()).limit(1))).first()
-        entry = AuditEntry(at=datetime.now(UTC).replace(microsecond=0), actor=actor, action=action, route=route,
-                           status=status, previous_hash=last or GENESIS, hash="", **refs)
-        entry.hash = entry_hash(entry.previous_hash, entry)
-        session.add(entry)
-        await session.commit()
+async def _chain(session, entries: list[dict]) -> None:
+    """Appends entries after the last one, each hash covering its predecessor's."""
+    if session.bind.dialect.name == "postgresql":
+        # One writer at a time, so that no two entries chain to the same predecessor.
+        await session.exec(text("SELECT pg_advisory_xact_lock(hashtext('refuge-intake-audit'))"))
+    previous = (await session.exec(select(AuditEntry.hash).order_by(col(AuditEntry.id).desc()).limit(1))).first()
+    previous = previous or GENESIS
+    rows = []
+    for fields in entries:
+        row = {"person_ref": None, "request_ref": None, "other_ref": None, **fields, "previous_hash": previous}
+        row["hash"] = previous = entry_hash(previous, SimpleNamespace(**row))
+        rows.append(row)
+    await session.execute(insert(AuditEntry.__table__), rows)
+
+
+def trail(sessions) -> GroupCommit:
+    """Entries of requests answered at the same moment share one transaction."""
+    return GroupCommit(sessions, _chain)
+
+
+def entry(*, actor: str, action: str, route: str, refs: dict, status: int) -> dict:
+    return {"at": datetime.now(UTC).replace(microsecond=0), "actor": actor, "action": action, "route": route,
+            "status": status, **refs}
+
+
+class AuditTrail:
+    """Pure ASGI middleware: every case-file route, API or console, leaves an entry once answered
+    (refused ones too), written before the answer leaves."""
+
+    def __init__(self, app, *, runtime, trail: GroupCommit):
+        self.app = app
+        self.runtime = runtime
+        self.trail = trail
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_entry(message):
+            if message["type"] == "http.response.start":
+                await self._record(scope, message["status"])
+            await send(message)
+
+        await self.app(scope, receive, send_after_entry)
+
+    async def _record(self, scope, status: int) -> None:
+        template = getattr(scope.get("route"), "path", None)
+        if template is None or not AUDITED.match(template):
+            return
+        try:
+            actor = self.runtime.signer.verify(bearer_token(Request(scope)) or "").username
+        except (BadSignature, SignatureExpired):
+            return  # not signed in: nothing was read
+        params = scope.get("path_params", {})
+        refs = {field: str(params[name])[:32] for name, field in REF_PARAMS.items() if name in params}
+        await self.trail.submit(entry(actor=actor, action=scope["method"], route=template, refs=refs, status=status))
 
 
 def install(app, runtime) -> None:
-    """Every case-file route, API or console, leaves an entry once answered (refused ones too)."""
-
-    @app.middleware("http")
-    async def audit_trail(request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", None)
-        if template is None or not AUDITED.match(template):
-            return response
-        try:
-            actor = runtime.signer.verify(bearer_token(request) or "").username
-        except (BadSignature, SignatureExpired):
-            return response  # not signed in: nothing was read
-        params = request.scope.get("path_params", {})
-        refs = {field: str(params[name])[:32] for name, field in REF_PARAMS.items() if name in params}
-        await append(runtime.sessions, actor=actor, action=request.method, route=template, refs=refs,
-                     status=response.status_code)
-        return response
+    app.add_middleware(AuditTrail, runtime=runtime, trail=trail(runtime.sessions))
 
 
 async def verify(sessions) -> tuple[int, int | None]:

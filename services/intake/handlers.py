@@ -110,8 +110,10 @@ class Intake:
                 CaseFile.person_ref == data.person_ref, col(CaseFile.erased_at).is_(None)))).first()
             if person is None:
                 raise Invalid("person_ref", "no such case file")
-        data_key = await self.vault.key_for(uow.session, person.person_ref, create=True)
-        if data.person_ref is not None:
+        if data.person_ref is None:
+            data_key = await self.vault.new_key(person.person_ref)
+        else:
+            data_key = await self.vault.key_for(uow.session, person.person_ref, create=True)
             known = Vault.open(data_key, person.person_ref, person.sealed)
         # The latest call gives the latest safe way to reach the person.
         known["date_of_birth"] = data.date_of_birth.isoformat() if data.date_of_birth else known.get("date_of_birth")

@@ -22,10 +22,11 @@ import os
 import sys
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import insert
 from sqlmodel import delete, select
 
 from shared.migrations import upgrade
-from shared.store import make_engine, session_factory
+from shared.store import GroupCommit, make_engine, session_factory
 
 from . import domain
 from .store import PersonKey
@@ -82,34 +83,37 @@ class Vault:
         self.keys_database_url = keys_database_url
         self._engine = None
         self._sessions = None
+        self._new_keys: GroupCommit | None = None
 
     async def sessions(self):
         if self._sessions is None:
             self._engine = make_engine(self.keys_database_url)
             await upgrade(self._engine, "intake_keys")
             self._sessions = session_factory(self._engine)
+            self._new_keys = GroupCommit(self._sessions, _insert_keys)
         return self._sessions
 
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
-            self._engine = self._sessions = None
+            self._engine = self._sessions = self._new_keys = None
 
     # --- data keys (the `session` argument, intake's own, is not where they live) --------------
 
     async def key_for(self, _session, person_ref: str, *, create: bool = False) -> bytes | None:
         async with (await self.sessions())() as keys:
             row = (await keys.exec(select(PersonKey).where(PersonKey.person_ref == person_ref))).first()
-            if row is not None:
-                return self.ring.unwrap(row.wrapped_key)
-            if not create:
-                return None
-            # Committed at once, before the case file: a key left without data if intake's own unit
-            # of work then fails opens nothing and harms no one.
-            data_key = AESGCM.generate_key(bit_length=256)
-            keys.add(PersonKey(person_ref=person_ref, wrapped_key=self.ring.wrap(data_key)))
-            await keys.commit()
-            return data_key
+        if row is not None:
+            return self.ring.unwrap(row.wrapped_key)
+        return await self.new_key(person_ref) if create else None
+
+    async def new_key(self, person_ref: str) -> bytes:
+        """A data key for a new case file. Committed at once, before the case file: a key left
+        without data if intake's own unit of work then fails opens nothing and harms no one."""
+        await self.sessions()
+        data_key = AESGCM.generate_key(bit_length=256)
+        await self._new_keys.submit({"person_ref": person_ref, "wrapped_key": self.ring.wrap(data_key)})
+        return data_key
 
     async def keys_for(self, _session, person_refs) -> dict[str, bytes]:
         refs = list(set(person_refs))
@@ -170,6 +174,10 @@ class Vault:
 
     def query_token_hashes(self, text: str) -> list[str]:
         return [self._mac("token", token) for token in domain.name_key(text).split()]
+
+
+async def _insert_keys(session, rows: list[dict]) -> None:
+    await session.execute(insert(PersonKey.__table__), rows)
 
 
 async def rotate(vault: Vault) -> int:

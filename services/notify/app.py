@@ -6,7 +6,7 @@ from sqlmodel import select
 
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
-from shared.observability import DOMAIN
+from shared.observability import DOMAIN, FASTAPI_TELEMETRY
 from shared.web import install_error_handlers
 
 from . import api
@@ -36,7 +36,7 @@ def create_app(settings: NotifySettings | None = None, *, clock=None) -> FastAPI
             DOMAIN.labels("notify", "deliveries", state).set(counts.get(state, 0))
 
     runtime.metric_hooks.append(delivery_gauges)
-    app = FastAPI(title="Refuge notify", version="1", lifespan=runtime.lifespan())
+    app = FastAPI(title="Refuge notify", version="1", lifespan=runtime.lifespan(), telemetry=FASTAPI_TELEMETRY)
     app.state.runtime = runtime
     app.state.notify = notify
     install_error_handlers(app)

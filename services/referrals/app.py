@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from shared.logging import configure_logging
 from shared.messaging import ServiceRuntime
-from shared.observability import DOMAIN
+from shared.observability import DOMAIN, FASTAPI_TELEMETRY
 from shared.web import install_error_handlers
 
 from . import api, partner
@@ -48,7 +48,7 @@ def create_app(settings: ReferralsSettings | None = None, *, now: Callable[[], d
         DOMAIN.labels("referrals", "referrals_open", "all").set(counts.get(Status.pending, 0) + counts.get(Status.accepted, 0))
 
     runtime.metric_hooks.append(referral_gauges)
-    app = FastAPI(title="Refuge referrals", version="1", lifespan=runtime.lifespan())
+    app = FastAPI(title="Refuge referrals", version="1", lifespan=runtime.lifespan(), telemetry=FASTAPI_TELEMETRY)
     app.state.runtime = runtime
     app.state.referrals = referrals
     app.state.links = links

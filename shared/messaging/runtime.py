@@ -7,7 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from faststream.redis import RedisBroker
 from sqlalchemy import Table, text
@@ -17,13 +17,11 @@ from shared.migrations import has_migrations, upgrade
 from shared.observability import (
     GROUP_LAG,
     GROUP_PENDING,
-    HTTP_REQUESTS,
     OUTBOX_BACKLOG,
+    TracedRequests,
     configure_tracing,
-    current_traceparent,
     flush_traces,
     render,
-    span,
 )
 from shared.settings import ServiceSettings
 from shared.store import create_tables, is_sqlite, make_engine, session_factory
@@ -181,16 +179,7 @@ class ServiceRuntime:
                 pass
 
     def mount_observability(self, app: FastAPI) -> None:
-        service = self.settings.service_name
-
-        @app.middleware("http")
-        async def traced(request: Request, call_next):
-            with span(f"{request.method} {request.url.path}", request.headers.get("traceparent")):
-                response = await call_next(request)
-                if parent := current_traceparent():
-                    response.headers["traceparent"] = parent
-            HTTP_REQUESTS.labels(service, request.method, str(response.status_code)).inc()
-            return response
+        app.add_middleware(TracedRequests, service=self.settings.service_name)
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:

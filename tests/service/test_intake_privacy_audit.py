@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -68,3 +69,26 @@ async def test_the_audit_trail_records_each_case_file_access_and_its_check_finds
         assert deleted.returncode == 1 and f"entry {entries[3].id}" in deleted.stdout
     finally:
         await engine.dispose()
+
+
+async def test_case_files_read_at_the_same_moment_each_leave_one_entry_in_one_unbroken_chain(tmp_path, redis_url,
+                                                                                            namespace):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}"
+    app = create_app(IntakeSettings(redis_url=redis_url, database_url=url, namespace=namespace,
+                                    keys_database_url=f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}",
+                                    consumer_name="intake-audit-burst", poll_interval_ms=50))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake.test") as client:
+            recorded = await asyncio.gather(*(client.post("/api/requests", json=CALL, headers=STAFF) for _ in range(8)))
+            people = [r.json()["person_ref"] for r in recorded]
+            reads = await asyncio.gather(*(client.get(f"/api/case-files/{ref}", headers=STAFF) for ref in people * 3))
+    assert [r.status_code for r in recorded] == [201] * 8 and [r.status_code for r in reads] == [200] * 24
+    engine = make_engine(url)
+    try:
+        async with session_factory(engine)() as session:
+            entries = (await session.exec(select(AuditEntry).order_by(col(AuditEntry.id)))).all()
+    finally:
+        await engine.dispose()
+    assert len(entries) == 32 and len({e.previous_hash for e in entries}) == 32
+    assert sorted(e.person_ref for e in entries if e.action == "GET") == sorted(people * 3)
+    assert verify(url).returncode == 0

@@ -1,0 +1,71 @@
+"""Group commit: writers arriving together share one transaction, and each learns whether its own
+write committed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
+from shared.store import GroupCommit, make_engine, session_factory
+
+
+async def test_writers_arriving_together_share_transactions_and_a_failed_one_fails_only_its_own_batch(tmp_path):
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'group.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE note (word TEXT NOT NULL UNIQUE)"))
+    transactions: list[list[str]] = []
+
+    async def write(session, words: list[str]) -> None:
+        transactions.append(words)
+        for word in words:
+            await session.execute(text("INSERT INTO note (word) VALUES (:word)"), {"word": word})
+
+    notes = GroupCommit(session_factory(engine), write)
+    try:
+        await asyncio.gather(*(notes.submit(f"first-{n}") for n in range(10)))
+        assert len(transactions) < 10 and sorted(sum(transactions, [])) == sorted(f"first-{n}" for n in range(10))
+
+        await notes.submit("taken")
+        transactions.clear()
+        outcomes = await asyncio.gather(notes.submit("held-open"), notes.submit("taken"), notes.submit("second"),
+                                        return_exceptions=True)
+        failed_together = next(words for words in transactions if "taken" in words)
+        for word, outcome in zip(("held-open", "taken", "second"), outcomes, strict=True):
+            if word in failed_together:
+                assert isinstance(outcome, Exception) and "UNIQUE" in str(outcome)
+            else:
+                assert outcome is None
+
+        await notes.submit("after")
+        async with engine.connect() as conn:
+            stored = {row[0] for row in await conn.execute(text("SELECT word FROM note"))}
+        assert stored == {f"first-{n}" for n in range(10)} | {"taken", "after"} | (
+            {"held-open", "second"} - set(failed_together))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("cancelled_first", [True, False])
+async def test_a_cancelled_writer_leaves_nothing_written_and_does_not_stop_the_others(tmp_path, cancelled_first):
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'group.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE note (word TEXT NOT NULL)"))
+
+    async def write(session, words: list[str]) -> None:
+        await session.execute(text("INSERT INTO note (word) VALUES (:word)"), [{"word": w} for w in words])
+
+    notes = GroupCommit(session_factory(engine), write)
+    try:
+        first = asyncio.create_task(notes.submit("one"))
+        second = asyncio.create_task(notes.submit("two"))
+        await asyncio.sleep(0)
+        (first if cancelled_first else second).cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+        await notes.submit("three")
+        async with engine.connect() as conn:
+            stored = [row[0] for row in await conn.execute(text("SELECT word FROM note"))]
+        assert stored == (["two", "three"] if cancelled_first else ["one", "three"])
+    finally:
+        await engine.dispose()
