@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
-from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy import bindparam, delete, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -19,7 +19,7 @@ from shared.events import Envelope, new_ref
 from shared.events.codes import Need, Track
 from shared.events.erasure import ErasureConfirmed
 from shared.events.referrals import PersonFollowed, ReferralMade, ReferralStatusChanged
-from shared.messaging import UnitOfWork, UnitOfWorkFactory
+from shared.messaging import Prepared, UnitOfWork, UnitOfWorkFactory
 
 from . import directory, domain
 from .domain import Action, Status
@@ -31,6 +31,13 @@ log = structlog.get_logger("referrals")
 FOLLOWED = select(FollowedPerson).where(col(FollowedPerson.person_ref) == bindparam("person_ref"))
 NEED_OF = select(PersonNeed.id).where(col(PersonNeed.person_ref) == bindparam("person_ref"),
                                       col(PersonNeed.need) == bindparam("need"))
+FOLLOW = insert(FollowedPerson.__table__)
+LAST_EVENT = (update(FollowedPerson.__table__).where(FollowedPerson.__table__.c.person_ref == bindparam("ref"))
+              .values(last_event=bindparam("event")))
+ADD_NEED = insert(PersonNeed.__table__)
+# uow.memo keys, for a run of events: who is followed (person_ref -> the row this run will write, or
+# None when stored), and which (person_ref, need) are recorded.
+FOLLOWING, NEEDS = "referrals.following", "referrals.needs"
 
 
 class UnknownPartner(LookupError):
@@ -63,8 +70,8 @@ class Referrals:
 
     def handlers(self) -> dict:
         return {
-            "RequestAssessed": self.on_request_assessed,
-            "PersonAdmitted": self.on_person_admitted,
+            "RequestAssessed": Prepared(self.on_request_assessed, self.prepare_following),
+            "PersonAdmitted": Prepared(self.on_person_admitted, self.prepare_following),
             "StayEnding": self.on_stay_ending,
             "ConsentGiven": self.on_consent_given,
             "ConsentWithdrawn": self.on_consent_withdrawn,
@@ -90,13 +97,27 @@ class Referrals:
 
     # --- events ----------------------------------------------------------------------------
 
+    async def prepare_following(self, uow: UnitOfWork, events: list) -> None:
+        """Who of a run's people is followed already, and which of their needs are recorded."""
+        refs = {event.person_ref for _, event in events}
+        uow.memo[FOLLOWING] = dict.fromkeys((await uow.session.exec(
+            select(FollowedPerson.person_ref).where(col(FollowedPerson.person_ref).in_(refs)))).all())
+        uow.memo[NEEDS] = set((await uow.session.exec(
+            select(PersonNeed.person_ref, PersonNeed.need).where(col(PersonNeed.person_ref).in_(refs)))).all())
+
     async def on_request_assessed(self, uow: UnitOfWork, envelope: Envelope, event) -> None:
         await self._follow(uow, envelope, event.person_ref, str(event.decision))
+        recorded = uow.memo.get(NEEDS)
         for need in event.needs:
-            exists = (await uow.session.exec(NEED_OF, params={"person_ref": event.person_ref, "need": need.value})).first()
-            if exists is None:
-                uow.session.add(PersonNeed(person_ref=event.person_ref, need=need.value, request_ref=event.request_ref))
+            if recorded is None:
+                exists = (await uow.session.exec(NEED_OF, params={"person_ref": event.person_ref, "need": need.value})).first()
+                if exists is None:
+                    uow.session.add(PersonNeed(person_ref=event.person_ref, need=need.value, request_ref=event.request_ref))
+            elif (event.person_ref, need.value) not in recorded:
+                recorded.add((event.person_ref, need.value))
+                uow.defer(ADD_NEED, {"person_ref": event.person_ref, "need": need.value, "request_ref": event.request_ref})
         if event.track is Track.minor:
+            await uow.write_deferred()  # the referral below reads the store
             # Rule 2: a minor is never housed; the request becomes a referral to youth services.
             await self._refer_automatically(uow, envelope, event.person_ref, "youth_services",
                                             origin="minor_request", cause_ref=event.request_ref)
@@ -136,12 +157,23 @@ class Referrals:
         log.info("consent.withdrawn", event_id=envelope.event_id)
 
     async def _follow(self, uow: UnitOfWork, envelope: Envelope, person_ref: str, reason: str) -> None:
-        existing = (await uow.session.exec(FOLLOWED, params={"person_ref": person_ref})).first()
-        if existing is not None:
-            existing.last_event = envelope.type
-            uow.session.add(existing)
+        following = uow.memo.get(FOLLOWING)
+        if following is None:
+            existing = (await uow.session.exec(FOLLOWED, params={"person_ref": person_ref})).first()
+            if existing is not None:
+                existing.last_event = envelope.type
+                uow.session.add(existing)
+                return
+            uow.session.add(FollowedPerson(person_ref=person_ref, reason=reason, last_event=envelope.type))
+        elif person_ref in following:
+            if (pending := following[person_ref]) is not None:
+                pending["last_event"] = envelope.type  # followed earlier in this run: its row is not written yet
+            else:
+                uow.defer(LAST_EVENT, {"ref": person_ref, "event": envelope.type})
             return
-        uow.session.add(FollowedPerson(person_ref=person_ref, reason=reason, last_event=envelope.type))
+        else:
+            following[person_ref] = {"person_ref": person_ref, "reason": reason, "last_event": envelope.type}
+            uow.defer(FOLLOW, following[person_ref])
         uow.emit(PersonFollowed(person_ref=person_ref, reason=reason), causation=envelope)
 
     async def _refer_automatically(self, uow: UnitOfWork, envelope: Envelope, person_ref: str, category: str,

@@ -1,8 +1,8 @@
-from .consumer import EventConsumer, Handler
+from .consumer import EventConsumer, Handler, Prepared
 from .relay import OutboxRelay
 from .runtime import ServiceRuntime
 from .tables import MESSAGING_TABLES, InboxEntry, OutboxEntry
-from .uow import UnitOfWork, UnitOfWorkFactory
+from .uow import StaleRows, UnitOfWork, UnitOfWorkFactory
 
 __all__ = [
     "MESSAGING_TABLES",
@@ -11,7 +11,9 @@ __all__ = [
     "InboxEntry",
     "OutboxEntry",
     "OutboxRelay",
+    "Prepared",
     "ServiceRuntime",
+    "StaleRows",
     "UnitOfWork",
     "UnitOfWorkFactory",
 ]

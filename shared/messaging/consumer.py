@@ -50,6 +50,18 @@ log = structlog.get_logger("consumer")
 Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A handler whose store reads for a run of events are made once, by `prepare(uow, [(envelope,
+    event), ...])`, which leaves them in `uow.memo`; the handler defers its writes (`uow.defer`)."""
+
+    handle: Handler
+    prepare: Callable[[UnitOfWork, list[tuple[Envelope, Event]]], Awaitable[None]]
+
+    async def __call__(self, uow: UnitOfWork, envelope: Envelope, event: Any) -> None:
+        await self.handle(uow, envelope, event)
+
+
 @dataclass
 class Entry:
     stream: str
@@ -226,20 +238,26 @@ class EventConsumer:
         async with self.uow() as uow:
             ids = [e.envelope.event_id for e in entries]
             seen = set((await uow.session.exec(select(InboxEntry.event_id).where(col(InboxEntry.event_id).in_(ids)))).all())
-            done = 0
+            fresh = []
             for entry in entries:
-                env = entry.envelope
-                if env.event_id in seen:
+                if entry.envelope.event_id in seen:
                     self.stats["duplicates"] += 1
                     DUPLICATES.labels(self.service).inc()
                     continue
-                seen.add(env.event_id)
-                if FAULTS:
-                    await fault_point("handler", env.model_dump_json())
-                with span(f"handle {env.type}", env.traceparent, event_id=env.event_id, service=self.service):
-                    await self.handlers[env.type](uow, env, entry.event)
-                uow.handled(env, entry.stream)
-                done += 1
+                seen.add(entry.envelope.event_id)
+                fresh.append(entry)
+            for run in _runs(fresh, self.handlers):
+                await self._prepare(uow, run)
+                for entry in run:
+                    env = entry.envelope
+                    if FAULTS:
+                        await fault_point("handler", env.model_dump_json())
+                    with span(f"handle {env.type}", env.traceparent, event_id=env.event_id, service=self.service):
+                        await self.handlers[env.type](uow, env, entry.event)
+                    uow.handled(env, entry.stream)
+                # What the run deferred is in the store before the next run's handlers read it.
+                await uow.write_deferred()
+            done = len(fresh)
             await uow.commit()
         if FAULTS:
             await fault_point("after_commit")
@@ -249,6 +267,15 @@ class EventConsumer:
             PROCESSED.labels(self.service, entry.envelope.type).inc()
             log.debug("consumer.handled", event_id=entry.envelope.event_id, event_type=entry.envelope.type,
                       correlation_id=entry.envelope.correlation_id)
+
+    async def _prepare(self, uow: UnitOfWork, run: list[Entry]) -> None:
+        by_handler: dict[Any, list[tuple[Envelope, Event]]] = {}
+        for entry in run:
+            prepare = getattr(self.handlers[entry.envelope.type], "prepare", None)
+            if prepare is not None:
+                by_handler.setdefault(prepare, []).append((entry.envelope, entry.event))
+        for prepare, events in by_handler.items():
+            await prepare(uow, events)
 
     async def _handled_elsewhere(self, entry: Entry) -> bool:
         try:
@@ -303,6 +330,19 @@ class EventConsumer:
         DEAD_LETTERED.labels(self.service, entry.stream).inc()
         log.error("consumer.dead_lettered", stream=entry.stream, entry_id=entry.entry_id.decode(),
                   event_id=fields["event_id"], event_type=fields["event_type"], reason=reason)
+
+
+def _runs(entries: list[Entry], handlers: dict[str, Handler]) -> list[list[Entry]]:
+    """Consecutive events whose handlers read the store through a `prepare` go together (one
+    prepare, their writes deferred to the end of the run); any other event is a run of its own."""
+    runs: list[list[Entry]] = []
+    for entry in entries:
+        batched = hasattr(handlers[entry.envelope.type], "prepare")
+        if batched and runs and hasattr(handlers[runs[-1][-1].envelope.type], "prepare"):
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    return runs
 
 
 UNREADABLE = {"unreadable_entry": True}

@@ -18,6 +18,10 @@ from .faults import fault_point
 from .tables import InboxEntry, OutboxEntry
 
 
+class StaleRows(RuntimeError):
+    """A deferred write found rows changed since the batch read them."""
+
+
 class UnitOfWork:
     def __init__(self, session: AsyncSession, namespace: str, on_commit: Callable[[], None], service: str | None = None):
         self.session = session
@@ -30,6 +34,10 @@ class UnitOfWork:
         self._outbox: list[dict] = []
         self._inbox: list[dict] = []
         self.locks: set[str] = set()  # row locks a service took in this transaction, by its own names
+        # What a batch's `prepare` read for its handlers, by the service's own keys; gone once the
+        # deferred writes below are in the store (consumer.py).
+        self.memo: dict = {}
+        self._deferred: dict = {}  # statement -> (rows, each row must change one row)
 
     def emit(self, event: Event, *, causation: Envelope | None = None, correlation_id: str | None = None) -> Envelope:
         producer = event.producer
@@ -54,7 +62,28 @@ class UnitOfWork:
         self._inbox.append({"event_id": envelope.event_id, "event_type": envelope.type, "stream": stream,
                             "handled_at": datetime.now(UTC)})
 
+    def defer(self, statement, row: dict, *, changes_one_row: bool = False) -> None:
+        """Write `row` with `statement` later, with every row the batch deferred for it in one
+        executemany, before anything else reads the store or at commit. `changes_one_row`: the
+        write fails (and the batch is retried event by event) unless each row changed exactly one."""
+        rows, _ = self._deferred.setdefault(statement, ([], changes_one_row))
+        rows.append(row)
+
+    async def write_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, {}
+        for statement, (rows, changes_one_row) in deferred.items():
+            if changes_one_row and not self.session.bind.dialect.supports_sane_multi_rowcount:
+                batches = [[row] for row in rows]  # asyncpg reports no count for an executemany
+            else:
+                batches = [rows]
+            for batch in batches:
+                result = await self.session.execute(statement, batch)
+                if changes_one_row and result.rowcount != len(batch):
+                    raise StaleRows(f"{len(batch)} rows expected to change, {result.rowcount} did")
+        self.memo.clear()
+
     async def commit(self) -> None:
+        await self.write_deferred()
         if self._outbox:
             await self.session.exec(insert(OutboxEntry.__table__), params=self._outbox)
         if self._inbox:

@@ -20,12 +20,12 @@ from services.referrals import directory
 from services.referrals.app import create_app
 from services.referrals.handlers import seed_directory
 from services.referrals.settings import ReferralsSettings
-from services.referrals.store import TABLES, PageNonce
+from services.referrals.store import TABLES, FollowedPerson, PageNonce, PersonNeed
 from shared.auth import DEV_SECRET, Role, TokenSigner
 from shared.events import Envelope, stream_name
 from shared.events.codes import Decision, Need, PlaceKind, Track
-from shared.events.housing import StayEnding
-from shared.events.intake import ConsentGiven, ConsentWithdrawn, RequestAssessed
+from shared.events.housing import PersonAdmitted, StayEnding
+from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequested, RequestAssessed
 from shared.messaging import MESSAGING_TABLES, OutboxEntry
 from shared.migrations import service_metadata, upgrade
 from shared.store import make_engine
@@ -475,3 +475,41 @@ async def test_the_migrations_build_the_store_the_models_describe(store, make_da
                                         d[1].name.startswith("alembic_version"))] == []
     finally:
         await engine.dispose()
+
+
+async def test_events_read_in_one_batch_leave_what_they_would_leave_one_by_one(referrals):
+    """One batch: the same person assessed, admitted and assessed again, and someone erased between
+    two of their events; the reads made once for the batch must not hide what the batch wrote."""
+    runtime = referrals.app.state.runtime
+    twice, erased = "P-batch0000001", "P-batch0000002"
+
+    def assessed(person_ref: str, *needs: Need) -> Envelope:
+        return Envelope.wrap(RequestAssessed(request_ref=f"R-{person_ref[2:]}", person_ref=person_ref,
+                                             decision=Decision.accommodate, track=Track.youth,
+                                             place_kind=PlaceKind.emergency, needs=needs))
+
+    batch = [
+        assessed(twice, Need.housing_search, Need.legal),
+        Envelope.wrap(PersonAdmitted(stay_ref="S-batch1", person_ref=twice, place_ref="PL-001",
+                                     place_kind=PlaceKind.emergency, starts_on=date(2026, 11, 23),
+                                     planned_end=date(2027, 2, 23))),
+        assessed(erased, Need.legal),
+        assessed(twice, Need.legal, Need.administrative),
+        Envelope.wrap(ErasureRequested(erasure_ref="E-batch1", person_ref=erased)),
+        assessed(erased, Need.social),
+    ]
+    stream = stream_name(runtime.settings.namespace, "intake")
+    await runtime.consumer.consume(stream, [f"1-{n}".encode() for n in range(len(batch))],
+                                   [e.model_dump(mode="json") for e in batch], reclaimed=False)
+
+    assert runtime.consumer.stats["processed"] == len(batch) and runtime.consumer.stats["failed"] == 0
+    followed = {f["person_ref"]: f for f in (await referrals.get("/api/followed", headers=STAFF)).json()}
+    assert set(followed) == {twice, erased}
+    async with runtime.sessions() as session:
+        rows = (await session.exec(select(FollowedPerson))).all()
+        needs = (await session.exec(select(PersonNeed.person_ref, PersonNeed.need))).all()
+    assert {r.person_ref: r.last_event for r in rows} == {twice: "RequestAssessed", erased: "RequestAssessed"}
+    assert sorted(needs) == sorted([(twice, "housing_search"), (twice, "legal"), (twice, "administrative"), (erased, "social")])
+    assert sorted(e["person_ref"] for e in await emitted(referrals, "PersonFollowed")) == sorted([twice, erased, erased])
+    (confirmed,) = await emitted(referrals, "ErasureConfirmed")
+    assert confirmed["records_erased"] == 2  # the follow-up and the need recorded earlier in the batch
