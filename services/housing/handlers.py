@@ -10,13 +10,14 @@ the partial unique indexes refuse a second open stay or offer whatever happens a
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import structlog
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -37,7 +38,7 @@ from shared.events.housing import (
 )
 from shared.events.erasure import ErasureConfirmed
 from shared.events.intake import ErasureRequested, RequestAssessed
-from shared.messaging import UnitOfWork
+from shared.messaging import Prepared, UnitOfWork
 
 from . import domain
 from .domain import Conflict, InvalidInput, NotFound, PlaceState
@@ -67,6 +68,24 @@ OPEN_STAY_OF = select(Stay).where(col(Stay.person_ref) == bindparam("person_ref"
 OPEN_ENTRY = select(WaitlistEntry).where(col(WaitlistEntry.person_ref) == bindparam("person_ref"),
                                          col(WaitlistEntry.place_kind) == bindparam("kind"),
                                          col(WaitlistEntry.left_at).is_(None))
+_place = Place.__table__.c
+# A run of admissions claims its places in one executemany; each must still be vacant at the version read.
+CLAIM_PLACE = (update(Place.__table__)
+               .where(_place.id == bindparam("place_id"), _place.state == PlaceState.vacant.value,
+                      _place.version == bindparam("read_version"))
+               .values(state=PlaceState.occupied.value, version=bindparam("new_version"), changed_at=bindparam("at")))
+OPEN_STAY = insert(Stay.__table__)
+ADMISSIONS = "housing.admissions"  # uow.memo key
+
+
+@dataclass
+class Admissions:
+    """What a run of assessed requests needs to know, read once after taking the kinds' locks:
+    who has an open stay or waits already, and the first vacant places of each kind, in order."""
+
+    stays: set[str]
+    waiting: set[tuple[str, str]]  # (person_ref, kind)
+    vacant: dict[str, deque] = field(default_factory=dict)  # kind -> rows (id, place_ref, version)
 
 
 @dataclass(frozen=True)
@@ -96,7 +115,8 @@ class Housing:
         self.ending_thresholds = tuple(sorted(set(ending_thresholds), reverse=True))
 
     def handlers(self) -> dict:
-        return {"RequestAssessed": self.on_request_assessed, "ErasureRequested": self.on_erasure_requested}
+        return {"RequestAssessed": Prepared(self.on_request_assessed, self.prepare_admissions),
+                "ErasureRequested": self.on_erasure_requested}
 
     # --- erasure (GDPR Art. 17) -------------------------------------------------------
 
@@ -148,23 +168,60 @@ class Housing:
 
     # --- reacting to intake's decisions -----------------------------------------------
 
+    @staticmethod
+    def _kind_to_house(event: RequestAssessed) -> str | None:
+        """The kind of place an assessment asks housing for, or None when it asks for none."""
+        if event.decision not in (Decision.accommodate, Decision.waitlist) or event.track is Track.minor:
+            return None
+        return domain.place_kind_for(event.track, event.place_kind)
+
+    async def prepare_admissions(self, uow: UnitOfWork, events: list) -> None:
+        wanted = [(event, kind) for _, event in events if (kind := self._kind_to_house(event)) is not None]
+        if not wanted:
+            return
+        for kind in sorted({kind for _, kind in wanted}):
+            await self._lock_kind(uow, kind)
+        refs = {event.person_ref for event, _ in wanted}
+        known = Admissions(
+            stays=set((await uow.session.exec(select(Stay.person_ref).where(
+                col(Stay.person_ref).in_(refs), col(Stay.ended_on).is_(None)))).all()),
+            waiting=set((await uow.session.exec(select(WaitlistEntry.person_ref, WaitlistEntry.place_kind).where(
+                col(WaitlistEntry.person_ref).in_(refs), col(WaitlistEntry.left_at).is_(None)))).all()))
+        needed: dict[str, int] = {}
+        for event, kind in wanted:
+            if event.decision is Decision.accommodate:
+                needed[kind] = needed.get(kind, 0) + 1
+        for kind, count in needed.items():
+            known.vacant[kind] = deque((await uow.session.exec(
+                select(Place.id, Place.place_ref, Place.version).where(
+                    col(Place.kind) == kind, col(Place.state) == PlaceState.vacant).order_by(col(Place.id)).limit(count))).all())
+        uow.memo[ADMISSIONS] = known
+
     async def on_request_assessed(self, uow: UnitOfWork, envelope: Envelope, event: RequestAssessed) -> None:
-        if event.decision not in (Decision.accommodate, Decision.waitlist):
-            return
-        if event.track is Track.minor:  # rule 2, whatever the decision says
-            log.warning("admission.minor_refused", event_id=envelope.event_id)
-            return
-        kind = domain.place_kind_for(event.track, event.place_kind)
+        kind = self._kind_to_house(event)
         if kind is None:
-            log.warning("admission.no_place_kind", event_id=envelope.event_id)
+            if event.track is Track.minor and event.decision in (Decision.accommodate, Decision.waitlist):
+                log.warning("admission.minor_refused", event_id=envelope.event_id)  # rule 2, whatever the decision says
+            elif event.decision in (Decision.accommodate, Decision.waitlist):
+                log.warning("admission.no_place_kind", event_id=envelope.event_id)
             return
         session = uow.session
         cause = Cause(envelope=envelope, correlation_id=envelope.correlation_id)
-        await self._lock_kind(uow, kind)
-        if await self._open_stay_of(uow, event.person_ref) is not None or \
-                await self._open_entry(uow, event.person_ref, kind) is not None:
+        known: Admissions | None = uow.memo.get(ADMISSIONS)
+        if known is None:
+            await self._lock_kind(uow, kind)
+            handled = (await self._open_stay_of(uow, event.person_ref) is not None
+                       or await self._open_entry(uow, event.person_ref, kind) is not None)
+        else:
+            handled = event.person_ref in known.stays or (event.person_ref, kind) in known.waiting
+        if handled:
             log.info("admission.already_handled", event_id=envelope.event_id)
             return
+        if known is not None:
+            if event.decision is Decision.accommodate and known.vacant.get(kind):
+                self._admit_in_run(uow, known, known.vacant[kind].popleft(), kind, event, cause)
+                return
+            await uow.write_deferred()  # the waiting list below reads the store; the rest of the run does too
 
         if event.decision is Decision.accommodate:
             place = (await session.exec(FIRST_VACANT, params={"kind": kind})).first()
@@ -480,6 +537,24 @@ class Housing:
         log.info("admission.admitted", event_id=cause.envelope.event_id if cause.envelope else None,
                  stay_ref=stay.stay_ref, place_ref=place.place_ref)
         return stay
+
+    def _admit_in_run(self, uow: UnitOfWork, known: Admissions, place, kind: str, event: RequestAssessed,
+                      cause: Cause) -> None:
+        """An admission of a prepared run: the place claim and the stay are written with the run's."""
+        uow.defer(CLAIM_PLACE, {"place_id": place.id, "read_version": place.version, "new_version": place.version + 1,
+                                "at": datetime.now(UTC)}, changes_one_row=True)
+        starts = self.today()
+        stay = {"stay_ref": new_ref("S"), "person_ref": event.person_ref, "request_ref": event.request_ref,
+                "correlation_id": cause.correlation_id, "place_id": place.id, "place_kind": kind, "starts_on": starts,
+                "planned_end": domain.planned_end(starts, self.stay_months), "admitted_by": cause.staff}
+        uow.defer(OPEN_STAY, stay)
+        known.stays.add(event.person_ref)
+        self._emit(uow, PersonAdmitted(stay_ref=stay["stay_ref"], person_ref=event.person_ref,
+                                       request_ref=event.request_ref, place_ref=place.place_ref,
+                                       place_kind=PlaceKind(kind), starts_on=starts, planned_end=stay["planned_end"]),
+                   cause)
+        log.info("admission.admitted", event_id=cause.envelope.event_id, stay_ref=stay["stay_ref"],
+                 place_ref=place.place_ref)
 
     async def _join_waitlist(self, uow: UnitOfWork, person_ref: str, request_ref: str | None, kind: str, priority: int,
                              since: datetime, cause: Cause) -> WaitlistEntry:

@@ -184,7 +184,7 @@ class EventConsumer:
             return
 
         try:
-            await self._apply(useful)
+            await self.apply(useful)
             await self._ack(stream, useful)
             return
         except Exception as exc:
@@ -193,7 +193,7 @@ class EventConsumer:
         # One bad event must not hold back the others: retry each on its own.
         for entry in useful:
             try:
-                await self._apply([entry])
+                await self.apply([entry])
                 await self._ack(stream, [entry])
             except Exception as exc:
                 if await self._handled_elsewhere(entry):
@@ -233,7 +233,8 @@ class EventConsumer:
             return f"unreadable entry: {type(exc).__name__}"
         return None
 
-    async def _apply(self, entries: list[Entry]) -> None:
+    async def apply(self, entries: list[Entry]) -> None:
+        """Handle parsed entries in one unit of work: inbox, handlers, commit (no acknowledgement)."""
         started = time.perf_counter()
         async with self.uow() as uow:
             ids = [e.envelope.event_id for e in entries]
