@@ -24,7 +24,7 @@ import httpx
 import orjson
 import structlog
 from jinja2 import TemplateError
-from sqlalchemy import and_, bindparam, delete, func, or_, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -32,7 +32,7 @@ from shared.auth import TokenSigner
 from shared.events import Envelope, new_ref
 from shared.events.erasure import ErasureConfirmed
 from shared.events.notify import NotificationDelivered, NotificationFailed
-from shared.messaging import UnitOfWork, UnitOfWorkFactory
+from shared.messaging import Prepared, UnitOfWork, UnitOfWorkFactory
 from shared.messaging.faults import SPEC as FAULTS
 from shared.messaging.faults import fault_point
 
@@ -51,6 +51,16 @@ RULES_FOR = (select(Rule).where(col(Rule.event_type) == bindparam("event_type"),
 PLANNED = select(Delivery.id).where(col(Delivery.cause_event_id) == bindparam("event_id"),
                                     col(Delivery.recipient) == bindparam("recipient"),
                                     col(Delivery.channel) == bindparam("channel"))
+PLAN = insert(Delivery.__table__)
+PLANNING = "notify.planning"  # uow.memo key
+
+
+@dataclass
+class Planning:
+    """A run of events' rules and the deliveries already planned for them, read once."""
+
+    rules: dict[str, list[Rule]]
+    planned: set[tuple[str, str, str]]  # (cause_event_id, recipient, channel)
 
 
 @dataclass(frozen=True)
@@ -104,18 +114,38 @@ class Notify:
 
     def handlers(self) -> dict:
         # Every event notify reads, so a rule staff add later for any of them takes effect without a deploy.
-        return {name: self.on_event for name in readable_event_types()}
+        handle = Prepared(self.on_event, self.prepare_planning)
+        return dict.fromkeys(readable_event_types(), handle)
+
+    async def prepare_planning(self, uow: UnitOfWork, events: list) -> None:
+        types = {envelope.type for envelope, _ in events}
+        rules: dict[str, list[Rule]] = {}
+        for rule in (await uow.session.exec(select(Rule).where(col(Rule.event_type).in_(types), col(Rule.enabled).is_(True))
+                                            .order_by(col(Rule.id)))).all():
+            rules.setdefault(rule.event_type, []).append(rule)
+        planned = set((await uow.session.exec(select(Delivery.cause_event_id, Delivery.recipient, Delivery.channel).where(
+            col(Delivery.cause_event_id).in_([envelope.event_id for envelope, _ in events])))).all())
+        uow.memo[PLANNING] = Planning(rules, planned)
 
     # --- events -> deliveries ------------------------------------------------------------
 
     async def on_event(self, uow: UnitOfWork, envelope: Envelope, event) -> None:
         fields = event.model_dump(mode="json")  # the contract's fields only: unknown payload keys never get in
         now = self.now()
-        rules = (await uow.session.exec(RULES_FOR, params={"event_type": envelope.type})).all()
+        if envelope.type == "ErasureRequested":
+            await uow.write_deferred()  # the erasure below rewrites every delivery of the person
+        known: Planning | None = uow.memo.get(PLANNING)
+        if known is not None:
+            rules = known.rules.get(envelope.type, [])
+        else:
+            rules = (await uow.session.exec(RULES_FOR, params={"event_type": envelope.type})).all()
         planned = 0
         for rule in rules:
             if not domain.rule_matches(rule.when, fields):
                 continue
+            if Audience(rule.audience) == Audience.informed_partners and known is not None:
+                await uow.write_deferred()  # they are found among the deliveries planned so far
+                known = None
             for recipient in await self._recipients(uow, rule, fields):
                 for channel in (["email"] if recipient.staff else
                                 domain.channels_for(rule.channel, email=recipient.email, webhook=recipient.webhook)):
@@ -157,9 +187,14 @@ class Notify:
 
     async def _plan(self, uow: UnitOfWork, envelope: Envelope, fields: dict, rule: Rule, recipient: Recipient,
                     channel: str, now: datetime) -> int:
-        exists = (await uow.session.exec(PLANNED, params={
-            "event_id": envelope.event_id, "recipient": recipient.key, "channel": channel})).first()
-        if exists is not None:
+        known: Planning | None = uow.memo.get(PLANNING)
+        key = (envelope.event_id, recipient.key, channel)
+        if known is not None:
+            if key in known.planned:
+                return 0
+            known.planned.add(key)
+        elif (await uow.session.exec(PLANNED, params={
+                "event_id": envelope.event_id, "recipient": recipient.key, "channel": channel})).first() is not None:
             return 0
         timing = Timing(rule.timing) if recipient.staff else Timing.immediate
         status, due = Status.pending, now
@@ -167,14 +202,18 @@ class Notify:
             status, due = Status.held, domain.next_digest_at(now, self.digest_at, self.digest_days, self.tz)
         elif timing == Timing.quiet_hours:
             due = domain.quiet_hours_end(now, self.quiet, self.tz) or now
-        uow.session.add(Delivery(
+        delivery = dict(
             notification_ref=new_ref("N"), cause_event_id=envelope.event_id, cause_event_type=envelope.type,
             correlation_id=envelope.correlation_id, rule_id=rule.id, audience=recipient.audience,
             recipient=recipient.key, partner_ref=recipient.partner_ref, person_ref=fields.get("person_ref"),
             channel=channel, template=rule.template, language=rule.language or recipient.language,
             context={**fields, "occurred_at": envelope.occurred_at.isoformat()}, status=status,
             created_at=now, next_attempt_at=due,
-        ))
+        )
+        if known is not None:
+            uow.defer(PLAN, delivery)
+        else:
+            uow.session.add(Delivery(**delivery))
         return 1
 
     async def _project(self, uow: UnitOfWork, envelope: Envelope, event) -> None:

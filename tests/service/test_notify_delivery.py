@@ -4,18 +4,19 @@ and a real HTTP receiver that verifies Standard Webhooks signatures as a partner
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlmodel import col, select
 
 from services.notify.app import create_app
 from services.notify.settings import NotifySettings
-from services.notify.store import Delivery
+from services.notify.store import Delivery, Rule
 from shared.auth import DEV_SECRET, TokenSigner
 from shared.events import Envelope, stream_name
 from shared.events.codes import ExitDestination, PlaceKind
@@ -23,6 +24,7 @@ from shared.events.housing import PersonAdmitted, PersonDischarged, PersonWaitli
 from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequested
 from shared.events.referrals import ReferralMade
 from shared.messaging import OutboxEntry
+from shared.messaging.consumer import Entry
 from shared.testing.webhook_receiver import WebhookReceiver
 from shared.store import make_engine
 from tests.conftest import _create_database, _drop_database, _run, store_kinds
@@ -544,3 +546,28 @@ async def test_two_replicas_share_the_work_and_each_message_goes_out_once(start_
     assert sorted(admissions()) == sorted(f"Admission {p} : place emergency" for p in people)
     rows = await until(lambda: _rows_sent(first.rows(cause_event_type="PersonAdmitted"), len(people)))
     assert rows and all(r.attempts == 1 for r in rows)
+
+
+@on_every_store
+async def test_events_read_in_one_batch_plan_what_they_would_plan_one_by_one(notify):
+    """One batch: two admissions of the same person, an event delivered twice, and the person's
+    erasure after them: the rules are read once, and the erasure still finds the batch's deliveries."""
+    first, again, other = admitted("P-batch-a"), admitted("P-batch-a"), admitted("P-batch-b")
+    envelopes = [Envelope.wrap(e) for e in (first, again, other)]
+    erased = Envelope.wrap(ErasureRequested(erasure_ref="E-batch", person_ref="P-batch-a"))
+    later = Envelope.wrap(admitted("P-batch-c"))
+    batch = [*envelopes, envelopes[0], erased, later]
+    async with notify.runtime.sessions() as session:  # no Art. 17(2) notice: the erasure plans nothing itself
+        await session.exec(update(Rule).where(col(Rule.event_type) == "ErasureRequested").values(enabled=False))
+        await session.commit()
+    await notify.runtime.consumer.apply([Entry(stream_name(notify.namespace, e.producer), f"1-{n}".encode(), None, e,
+                                               e.open()) for n, e in enumerate(batch)])
+
+    admissions = await notify.rows(cause_event_type="PersonAdmitted")
+    assert sorted(d.cause_event_id for d in admissions) == sorted(e.event_id for e in (*envelopes, later))
+    tombstoned = [d for d in admissions if d.cause_event_id in (envelopes[0].event_id, envelopes[1].event_id)]
+    assert {d.person_ref for d in tombstoned} == {"ERASED-E-batch"}
+    assert {d.context["person_ref"] for d in tombstoned} == {"ERASED-E-batch"}
+    assert {d.person_ref for d in admissions} - {"ERASED-E-batch"} == {"P-batch-b", "P-batch-c"}
+    (confirmed,) = await notify.outbox("ErasureConfirmed")
+    assert json.loads(confirmed.body)["payload"]["records_erased"] == 2
