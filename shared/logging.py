@@ -3,6 +3,7 @@
 import logging
 import sys
 
+import orjson
 import structlog
 
 
@@ -17,8 +18,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             # A traceback's local variables could hold a case file: frames only, never their locals.
             structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
-            structlog.processors.JSONRenderer(),
+            # orjson straight to bytes: the standard json module and print cost a tenth of handling an event.
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],
+        logger_factory=structlog.BytesLoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
         cache_logger_on_first_use=True,
     )
