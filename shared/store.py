@@ -133,7 +133,8 @@ async def _connect(path: str) -> aiosqlite.Connection:
 class GroupCommit:
     """Small writes that arrive while one transaction is being written wait and go into the next
     one together: one lock wait and one commit for many, and each writer returns only once its
-    own write has committed (or raises what made the transaction fail)."""
+    own write has committed (or raises what made the transaction fail). `sessions` may also be a
+    unit-of-work factory: `write` then gets the unit of work, and its events commit with the rows."""
 
     def __init__(self, sessions, write: Callable[[AsyncSession, list], Awaitable[None]]):
         self.sessions = sessions

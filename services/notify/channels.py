@@ -5,6 +5,7 @@ temporary (try again later) or permanent (a person must fix something)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from email.message import EmailMessage
 from urllib.parse import quote
@@ -32,17 +33,47 @@ class PermanentFailure(Exception):
 
 
 class EmailChannel:
-    def __init__(self, settings):
+    """Keeps SMTP connections open between messages, one per concurrent sender: a connection per
+    message (TCP, EHLO, TLS, AUTH, QUIT) cost more than the message itself. A connection that failed
+    in any way is closed, never reused, and one idle for `idle_seconds` is closed rather than tried."""
+
+    def __init__(self, settings, *, idle_seconds: float = 30.0):
         self.settings = settings
+        self.keep = settings.send_concurrency
+        self.idle_seconds = idle_seconds
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (connection, idle since)
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and time.monotonic() - since < self.idle_seconds:
+                return client
+            await _close(client)
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout, use_tls=s.smtp_tls,
+            start_tls=s.smtp_starttls, validate_certs=s.smtp_validate_certs, cert_bundle=s.smtp_ca_file,
+            username=s.smtp_username, password=s.smtp_password)
+        await client.connect()
+        return client
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            await _close(client)
 
     async def send(self, message: EmailMessage) -> str:
-        s = self.settings
         try:
-            await aiosmtplib.send(
-                message, hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout,
-                use_tls=s.smtp_tls, start_tls=s.smtp_starttls, validate_certs=s.smtp_validate_certs,
-                cert_bundle=s.smtp_ca_file, username=s.smtp_username, password=s.smtp_password,
-            )
+            client = await self._connection()
+            try:
+                await client.send_message(message)
+            except BaseException:
+                await _close(client)
+                raise
+            if len(self._idle) < self.keep:
+                self._idle.append((client, time.monotonic()))
+            else:
+                await _close(client)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({err.code for err in exc.recipients})
             if codes and all(smtp_outcome(c) == "permanent" for c in codes):
@@ -57,6 +88,17 @@ class EmailChannel:
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             raise TemporaryFailure(type(exc).__name__) from None
         return "smtp 250"  # the relay accepted the DATA
+
+
+async def _close(client: aiosmtplib.SMTP) -> None:
+    """QUIT when the relay still listens (bounded by the client's timeout), else drop the socket."""
+    try:
+        if client.is_connected:
+            await client.quit()
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        pass
+    finally:
+        client.close()
 
 
 class WebhookChannel:

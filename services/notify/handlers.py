@@ -35,6 +35,7 @@ from shared.events.notify import NotificationDelivered, NotificationFailed
 from shared.messaging import Prepared, UnitOfWork, UnitOfWorkFactory
 from shared.messaging.faults import SPEC as FAULTS
 from shared.messaging.faults import fault_point
+from shared.store import GroupCommit
 
 from . import domain
 from .channels import EmailChannel, PermanentFailure, ReferralLinks, TemporaryFailure, WebhookChannel
@@ -84,6 +85,15 @@ class Claim:
     number: int
 
 
+@dataclass(frozen=True)
+class Sent:
+    delivery: Delivery
+    claim: Claim
+    detail: str
+    shared: bool
+    started: float
+
+
 @dataclass
 class Outgoing:
     channel: str
@@ -106,6 +116,7 @@ class Notify:
         self.digest_days = domain.parse_weekdays(settings.digest_days)
         self.signer = TokenSigner(settings.auth_secret.get_secret_value(), settings.token_max_age_seconds)
         self.email = EmailChannel(settings)
+        self._sent = GroupCommit(uow, self._write_sent)  # each group in one unit of work, with its events
         self._client: httpx.AsyncClient | None = None
         self._wake = asyncio.Event()
 
@@ -266,6 +277,7 @@ class Notify:
                                        self.settings.referrals_timeout)
 
     async def close_channels(self) -> None:
+        await self.email.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -300,17 +312,15 @@ class Notify:
             uow.session.expunge_all()
         if not due:
             return 0
+        claims = await self._claim(due, self.now())
         gate = asyncio.Semaphore(self.settings.send_concurrency)
 
-        async def one(delivery: Delivery) -> int:
+        async def one(delivery: Delivery, claim: Claim) -> None:
             async with gate:
-                claim = await self._claim(delivery, self.now())
-                if claim is None:
-                    return 0
                 await self._deliver(delivery, claim)
-                return 1
 
-        return sum(await asyncio.gather(*(one(d) for d in due)))
+        await asyncio.gather(*(one(d, claims[d.id]) for d in due if d.id in claims))
+        return len(claims)
 
     def _due(self, now: datetime):
         lease_over = now - timedelta(seconds=self.settings.send_lease_seconds)
@@ -320,25 +330,30 @@ class Notify:
             and_(Delivery.status == Status.sending, col(Delivery.claimed_at) <= lease_over),
         )
 
-    async def _claim(self, delivery: Delivery, now: datetime) -> Claim | None:
-        token = secrets.token_hex(8)
+    async def _claim(self, due: list[Delivery], now: datetime) -> dict[int, Claim]:
+        """Claims, in one transaction, those of `due` still due (another sender may have taken some)."""
+        claims: dict[int, Claim] = {}
         async with self.uow() as uow:
-            result = await uow.session.exec(
-                update(Delivery).where(col(Delivery.id) == delivery.id, self._due(now))
-                .values(status=Status.sending, claimed_at=now, claim_token=token, attempts=Delivery.attempts + 1))
-            if result.rowcount != 1:
-                return None
-            await uow.session.exec(
-                update(Attempt).where(Attempt.delivery_id == delivery.id, Attempt.outcome == "in_flight")
-                .values(outcome="interrupted", detail="no outcome recorded: the sender stopped"))
-            number = (await uow.session.exec(select(Delivery.attempts).where(Delivery.id == delivery.id))).one()
-            attempt = Attempt(delivery_id=delivery.id, number=number, started_at=now)
-            uow.session.add(attempt)
-            await uow.session.flush()
-            attempt_id = attempt.id
+            for delivery in due:
+                token = secrets.token_hex(8)
+                result = await uow.session.exec(
+                    update(Delivery).where(col(Delivery.id) == delivery.id, self._due(now))
+                    .values(status=Status.sending, claimed_at=now, claim_token=token, attempts=Delivery.attempts + 1))
+                if result.rowcount != 1:
+                    continue
+                await uow.session.exec(
+                    update(Attempt).where(Attempt.delivery_id == delivery.id, Attempt.outcome == "in_flight")
+                    .values(outcome="interrupted", detail="no outcome recorded: the sender stopped"))
+                number = (await uow.session.exec(select(Delivery.attempts).where(Delivery.id == delivery.id))).one()
+                attempt = Attempt(delivery_id=delivery.id, number=number, started_at=now)
+                uow.session.add(attempt)
+                await uow.session.flush()
+                claims[delivery.id] = Claim(token, attempt.id, number)
             await uow.commit()
-        delivery.attempts = number
-        return Claim(token, attempt_id, number)
+        for delivery in due:
+            if delivery.id in claims:
+                delivery.attempts = claims[delivery.id].number
+        return claims
 
     async def _deliver(self, delivery: Delivery, claim: Claim) -> None:
         started = time.monotonic()
@@ -462,9 +477,14 @@ class Notify:
         return and_(col(Delivery.id) == delivery.id, Delivery.claim_token == claim.token)
 
     async def _record_sent(self, delivery: Delivery, claim: Claim, detail: str, shared: bool, started: float) -> None:
-        async with self.uow() as uow:
+        await self._sent.submit(Sent(delivery, claim, detail, shared, started))
+
+    async def _write_sent(self, uow: UnitOfWork, sent: list[Sent]) -> None:
+        """Outcomes of messages handed over at about the same time, recorded in one transaction."""
+        for done in sent:
+            delivery, claim = done.delivery, done.claim
             values = dict(status=Status.sent, sent_at=self.now(), last_error=None, reason_code=None)
-            if shared:
+            if done.shared:
                 values["personal_data_shared"] = True
             if delivery.cause_event_type == "ErasureRequested" and delivery.context.get("person_ref"):
                 # The Art. 17(2) notice is out: notify forgets whom it was about.
@@ -472,12 +492,11 @@ class Notify:
             result = await uow.session.exec(update(Delivery).where(self._ours(delivery, claim)).values(**values))
             if result.rowcount != 1:
                 log.warning("delivery.lease_lost", notification_ref=delivery.notification_ref)
-                return
-            await self._finish_attempt(uow, claim, "sent", detail, started)
+                continue
+            await self._finish_attempt(uow, claim, "sent", done.detail, done.started)
             uow.emit(NotificationDelivered(**self._event_fields(delivery, claim)), correlation_id=delivery.correlation_id)
-            await uow.commit()
-        log.info("delivery.sent", notification_ref=delivery.notification_ref, cause_event_id=delivery.cause_event_id,
-                 channel=delivery.channel, attempts=claim.number)
+            log.info("delivery.sent", notification_ref=delivery.notification_ref, cause_event_id=delivery.cause_event_id,
+                     channel=delivery.channel, attempts=claim.number)
 
     async def _record_temporary(self, delivery: Delivery, claim: Claim, detail: str, retry_after: float | None,
                                 started: float) -> None:

@@ -27,7 +27,8 @@ class Mailbox:
     # Replies to give instead of accepting, consumed one per DATA command (e.g. "451 try later").
     scripted_replies: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # For each accepted message: was the session encrypted, and who authenticated (None: nobody).
+    # For each accepted message: was the session encrypted, who authenticated (None: nobody), and
+    # the client's address and port (one per connection).
     transports: list[dict] = field(default_factory=list)
 
     async def handle_DATA(self, server, session, envelope: SmtpEnvelope) -> str:
@@ -41,7 +42,8 @@ class Mailbox:
             transport = getattr(server, "transport", None)
             encrypted = transport is not None and transport.get_extra_info("ssl_object") is not None
             self.transports.append({"tls": encrypted or getattr(session, "ssl", None) is not None,
-                                    "user": login.login.decode() if getattr(login, "login", None) else None})
+                                    "user": login.login.decode() if getattr(login, "login", None) else None,
+                                    "peer": tuple(session.peer) if session.peer else None})
             count = len(self.messages)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequeste
 from shared.events.referrals import ReferralMade
 from shared.messaging import OutboxEntry
 from shared.messaging.consumer import Entry
+from shared.testing.smtp_sink import SmtpSink
 from shared.testing.webhook_receiver import WebhookReceiver
 from shared.store import make_engine
 from tests.conftest import _create_database, _drop_database, _run, store_kinds
@@ -571,3 +572,19 @@ async def test_events_read_in_one_batch_plan_what_they_would_plan_one_by_one(not
     assert {d.person_ref for d in admissions} - {"ERASED-E-batch"} == {"P-batch-b", "P-batch-c"}
     (confirmed,) = await notify.outbox("ErasureConfirmed")
     assert json.loads(confirmed.body)["payload"]["records_erased"] == 2
+
+
+@on_sqlite
+async def test_mails_share_smtp_connections_and_a_relay_that_restarted_still_gets_the_next_one(notify, smtp_sink):
+    for n in range(8):
+        await notify.publish(admitted(f"P-conn-{n}"))
+    assert await until(lambda: len(mails_to(smtp_sink, COORDINATOR)) >= 8)
+    peers = {t["peer"] for t in smtp_sink.mailbox.transports}
+    assert len(peers) <= notify.notify.settings.send_concurrency < 8
+
+    smtp_sink.stop()  # the relay restarts: every kept connection is gone
+    restarted = SmtpSink(smtp_sink.port)
+    smtp_sink.controller, smtp_sink.mailbox = restarted.controller, restarted.mailbox
+    smtp_sink.start()
+    await notify.publish(admitted("P-conn-after"))
+    assert await until(lambda: [m for m in mails_to(smtp_sink, COORDINATOR) if "P-conn-after" in m["Subject"]])
