@@ -310,17 +310,15 @@ class Notify:
             due = (await uow.session.exec(
                 select(Delivery).where(self._due(now)).order_by(col(Delivery.next_attempt_at)).limit(limit))).all()
             uow.session.expunge_all()
-        if not due:
-            return 0
-        claims = await self._claim(due, self.now())
-        gate = asyncio.Semaphore(self.settings.send_concurrency)
-
-        async def one(delivery: Delivery, claim: Claim) -> None:
-            async with gate:
-                await self._deliver(delivery, claim)
-
-        await asyncio.gather(*(one(d, claims[d.id]) for d in due if d.id in claims))
-        return len(claims)
+        # Claimed as many at a time as are sent at once, so a sender that dies leaves no more than
+        # those waiting for their lease to run out.
+        sent, at_once = 0, self.settings.send_concurrency
+        for start in range(0, len(due), at_once):
+            group = due[start:start + at_once]
+            claims = await self._claim(group, self.now())
+            await asyncio.gather(*(self._deliver(d, claims[d.id]) for d in group if d.id in claims))
+            sent += len(claims)
+        return sent
 
     def _due(self, now: datetime):
         lease_over = now - timedelta(seconds=self.settings.send_lease_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from datetime import UTC, datetime
 
 import orjson
@@ -20,6 +21,8 @@ from .faults import fault_point
 from .tables import OutboxEntry
 
 log = structlog.get_logger("outbox")
+
+MEMORY_LIMIT = 10_000  # committed rows kept for publishing from memory
 
 
 class OutboxRelay:
@@ -43,10 +46,23 @@ class OutboxRelay:
         # SQLite runs one replica and must not hold its write lock while Redis is slow.
         self.lock_rows = lock_rows
         self._wake = asyncio.Event()
+        # Rows this process just committed, published from here without reading them back, in commit
+        # order, once the outbox holds nothing older ("behind": at start and after a failure, until
+        # a scan of the outbox comes back short). A row lost from here is still in the outbox.
+        self._committed: deque[tuple] = deque()
+        self._behind = True
         self.last_error: str | None = None
         self.published_total = 0
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def committed(self, rows: list[dict]) -> None:
+        """The outbox rows a unit of work just committed."""
+        self._committed.extend((None, row["stream"], row["body"], row["event_id"]) for row in rows)
+        if len(self._committed) > MEMORY_LIMIT:  # Redis has been away a while: the outbox has them all
+            self._committed.clear()
+            self._behind = True
         self._wake.set()
 
     async def run(self) -> None:
@@ -70,6 +86,18 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 10.0)
 
     async def publish_pending(self) -> int:
+        if self._committed and not self._behind:
+            return await self._publish_committed()
+        try:
+            published = await self._scan()
+        except BaseException:
+            self._behind = True
+            raise
+        if published < self.batch_size:
+            self._behind = False
+        return published
+
+    async def _scan(self) -> int:
         if self.lock_rows:
             return await self._publish_locked()
         async with self.sessions() as session:
@@ -95,17 +123,30 @@ class OutboxRelay:
             await session.commit()
         return self._count(pending)
 
+    async def _publish_committed(self) -> int:
+        pending = [self._committed.popleft() for _ in range(min(len(self._committed), self.batch_size))]
+        try:
+            await self._publish(pending)
+        except BaseException:
+            self._committed.extendleft(reversed(pending))
+            self._behind = True  # the next scans of the outbox publish them, and what came after, in order
+            raise
+        async with self.sessions() as session:
+            await session.exec(update(OutboxEntry).where(col(OutboxEntry.event_id).in_([row[3] for row in pending]))
+                               .values(published_at=datetime.now(UTC)))
+            await session.commit()
+        return self._count(pending)
+
     async def _unpublished(self, session: AsyncSession, lock: bool = False) -> list[tuple]:
         query = (
-            select(OutboxEntry)
+            select(OutboxEntry.id, OutboxEntry.stream, OutboxEntry.body, OutboxEntry.event_id)
             .where(col(OutboxEntry.published_at).is_(None))
             .order_by(col(OutboxEntry.id))
             .limit(self.batch_size)
         )
         if lock:
             query = query.with_for_update(skip_locked=True)
-        rows = (await session.exec(query)).all()
-        return [(row.id, row.stream, row.body, row.event_id) for row in rows]
+        return [tuple(row) for row in (await session.exec(query)).all()]
 
     async def _publish(self, pending: list[tuple]) -> None:
         client = await self.broker.connect()
@@ -132,6 +173,9 @@ class OutboxRelay:
         )
 
     def _count(self, pending: list[tuple]) -> int:
+        if self._committed and pending[0][0] is not None:  # a scan: what it published is not published again
+            published = {row[3] for row in pending}
+            self._committed = deque(row for row in self._committed if row[3] not in published)
         self.published_total += len(pending)
         PUBLISHED.labels(self.service).inc(len(pending))
         return len(pending)

@@ -51,7 +51,7 @@ class ServiceRuntime:
         )
         self.relay = OutboxRelay(settings.service_name, self.broker, self.sessions, poll_seconds=settings.outbox_poll_seconds,
                                  lock_rows=not is_sqlite(settings.database_url))
-        self.uow = UnitOfWorkFactory(self.sessions, settings.namespace, self.relay.wake, settings.service_name)
+        self.uow = UnitOfWorkFactory(self.sessions, settings.namespace, self.relay.committed, settings.service_name)
         self.consumer = EventConsumer(
                 self.broker,
                 service=settings.service_name,

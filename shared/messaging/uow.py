@@ -23,7 +23,8 @@ class StaleRows(RuntimeError):
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession, namespace: str, on_commit: Callable[[], None], service: str | None = None):
+    def __init__(self, session: AsyncSession, namespace: str, on_commit: Callable[[list[dict]], None],
+                 service: str | None = None):
         self.session = session
         self.namespace = namespace
         self.service = service
@@ -84,23 +85,25 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await self.write_deferred()
-        if self._outbox:
-            await self.session.exec(insert(OutboxEntry.__table__), params=self._outbox)
+        outbox, self._outbox = self._outbox, []
+        if outbox:
+            await self.session.exec(insert(OutboxEntry.__table__), params=outbox)
         if self._inbox:
             await self.session.exec(insert(InboxEntry.__table__), params=self._inbox)
         await self.session.commit()
-        self._outbox, self._inbox = [], []
+        self._inbox = []
         self.locks.clear()
-        if self.emitted:
+        if outbox:
             if FAULTS:
                 await fault_point("after_outbox_commit")
-            self._on_commit()
+            self._on_commit(outbox)
 
 
 class UnitOfWorkFactory:
     """`async with uow_factory() as uow:` opens a session; leaving without commit rolls back."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], namespace: str, on_commit: Callable[[], None],
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], namespace: str,
+                 on_commit: Callable[[list[dict]], None],
                  service: str | None = None):
         self.sessions = sessions
         self.namespace = namespace

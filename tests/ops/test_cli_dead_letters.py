@@ -60,7 +60,7 @@ async def consumer(make_database, redis_url, namespace):
     sessions = session_factory(engine)
     events = EventConsumer(broker, service="housing", namespace=namespace, consumer="housing-test",
                            handlers={"RequestAssessed": housing.on_assessed},
-                           uow=UnitOfWorkFactory(sessions, namespace, lambda: None),
+                           uow=UnitOfWorkFactory(sessions, namespace, lambda rows: None),
                            poll_interval_ms=50, reclaim_idle_ms=1000, max_deliveries=1)
     await broker.connect()
     await events.ensure_groups()

@@ -48,7 +48,7 @@ async def house_after(folder: Path, before: list[Entry], batch: list[Entry], *, 
     sessions = session_factory(engine)
     housing = Housing(today=lambda: date(2027, 3, 1))
     consumer = EventConsumer(RedisBroker(), service="housing", namespace="batches", consumer="batches",
-                             handlers=housing.handlers(), uow=UnitOfWorkFactory(sessions, "batches", lambda: None))
+                             handlers=housing.handlers(), uow=UnitOfWorkFactory(sessions, "batches", lambda rows: None))
     try:
         await create_tables(engine, [*MESSAGING_TABLES, *TABLES])
         await seed_places(sessions, folder / "seed.json")

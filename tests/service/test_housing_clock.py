@@ -47,7 +47,7 @@ class Replica:
     def __init__(self, url: str, clock: Clock):
         self.engine = make_engine(url)
         self.sessions = session_factory(self.engine)
-        self.uow = UnitOfWorkFactory(self.sessions, "test", lambda: None)
+        self.uow = UnitOfWorkFactory(self.sessions, "test", lambda rows: None)
         self.housing = Housing(today=clock)
 
     async def close(self):

@@ -57,7 +57,7 @@ class HousingMachine(RuleBasedStateMachine):
         self.dir = tempfile.TemporaryDirectory()
         self.engine = make_engine(f"sqlite+aiosqlite:///{self.dir.name}/housing.db")
         self.sessions = session_factory(self.engine)
-        self.uow = UnitOfWorkFactory(self.sessions, "machine", lambda: None)
+        self.uow = UnitOfWorkFactory(self.sessions, "machine", lambda rows: None)
         self.today = date(2027, 11, 30)
         self.housing = Housing(today=lambda: self.today)
         self.consumer = EventConsumer(RedisBroker(), service="housing", namespace="machine", consumer="machine",
