@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import orjson
 import structlog
 from faststream.redis import RedisBroker
+from faststream.redis.message import bDATA_KEY as DATA_KEY
+from faststream.redis.parser.binary import BinaryMessageFormatV1
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -153,13 +155,13 @@ class OutboxRelay:
         async with client.pipeline(transaction=False) as pipe:
             for _, stream, body, event_id in pending:
                 envelope = orjson.loads(body)
-                await self.broker.publish(
-                    envelope,
-                    stream=stream,
+                # FastStream's own wire format around the stored JSON, as broker.publish would write
+                # it, without turning the body into a dict and back for every event.
+                entry = await BinaryMessageFormatV1.encode(
+                    message=body.encode() if isinstance(body, str) else body, reply_to=None,
                     correlation_id=envelope["correlation_id"],
-                    headers={"event_id": event_id, "event_type": envelope["type"]},
-                    pipeline=pipe,
-                )
+                    headers={"content-type": "application/json", "event_id": event_id, "event_type": envelope["type"]})
+                pipe.xadd(stream, {DATA_KEY: entry})
             await asyncio.wait_for(pipe.execute(), timeout=self.publish_timeout)
         # A crash from here until the mark commits republishes these rows; inboxes drop the copies.
         if FAULTS:

@@ -26,8 +26,15 @@ async def stream_refs(redis_url: str, stream: str) -> list[str]:
         entries = await client.xrange(stream)
     finally:
         await client.aclose()
-    bodies = [orjson.loads(BinaryMessageFormatV1.parse(fields[bDATA_KEY])[0]) for _, fields in entries]
-    return [body["payload"]["request_ref"] for body in bodies]
+    refs = []
+    for _, fields in entries:
+        raw, headers = BinaryMessageFormatV1.parse(fields[bDATA_KEY])
+        body = orjson.loads(raw)
+        # What FastStream's broker.publish writes for a dict, so that any FastStream subscriber reads it.
+        assert headers == {"correlation_id": body["correlation_id"], "content-type": "application/json",
+                           "event_id": body["event_id"], "event_type": body["type"]}
+        refs.append(body["payload"]["request_ref"])
+    return refs
 
 
 async def test_events_reach_the_stream_once_in_commit_order_across_a_failed_publish(
