@@ -85,13 +85,14 @@ class Claim:
     number: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class Sent:
     delivery: Delivery
     claim: Claim
     detail: str
     shared: bool
     started: float
+    recorded: bool = False  # False: another sender's claim replaced ours (lease lost)
 
 
 @dataclass
@@ -475,7 +476,11 @@ class Notify:
         return and_(col(Delivery.id) == delivery.id, Delivery.claim_token == claim.token)
 
     async def _record_sent(self, delivery: Delivery, claim: Claim, detail: str, shared: bool, started: float) -> None:
-        await self._sent.submit(Sent(delivery, claim, detail, shared, started))
+        sent = Sent(delivery, claim, detail, shared, started)
+        await self._sent.submit(sent)
+        if sent.recorded:
+            log.info("delivery.sent", notification_ref=delivery.notification_ref, cause_event_id=delivery.cause_event_id,
+                     channel=delivery.channel, attempts=claim.number)
 
     async def _write_sent(self, uow: UnitOfWork, sent: list[Sent]) -> None:
         """Outcomes of messages handed over at about the same time, recorded in one transaction."""
@@ -493,8 +498,7 @@ class Notify:
                 continue
             await self._finish_attempt(uow, claim, "sent", done.detail, done.started)
             uow.emit(NotificationDelivered(**self._event_fields(delivery, claim)), correlation_id=delivery.correlation_id)
-            log.info("delivery.sent", notification_ref=delivery.notification_ref, cause_event_id=delivery.cause_event_id,
-                     channel=delivery.channel, attempts=claim.number)
+            done.recorded = True
 
     async def _record_temporary(self, delivery: Delivery, claim: Claim, detail: str, retry_after: float | None,
                                 started: float) -> None:
