@@ -22,6 +22,13 @@ from tests.service.test_intake_api import CALL, STAFF
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def intake_app(tmp_path: Path, redis_url: str, namespace: str):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}"
+    return url, create_app(IntakeSettings(redis_url=redis_url, database_url=url, namespace=namespace,
+                                          keys_database_url=f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}",
+                                          consumer_name="intake-audit-test", poll_interval_ms=50))
+
+
 def verify(database_url: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "services.intake.audit", "verify"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "INTAKE_DATABASE_URL": database_url})
@@ -29,10 +36,7 @@ def verify(database_url: str) -> subprocess.CompletedProcess:
 
 async def test_the_audit_trail_records_each_case_file_access_and_its_check_finds_tampering(tmp_path, redis_url,
                                                                                          namespace):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}"
-    app = create_app(IntakeSettings(redis_url=redis_url, database_url=url, namespace=namespace,
-                                    keys_database_url=f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}",
-                                    consumer_name="intake-audit-test", poll_interval_ms=50))
+    url, app = intake_app(tmp_path, redis_url, namespace)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake.test") as client:
             recorded = (await client.post("/api/requests", json=CALL, headers=STAFF)).json()
@@ -73,10 +77,7 @@ async def test_the_audit_trail_records_each_case_file_access_and_its_check_finds
 
 async def test_case_files_read_at_the_same_moment_each_leave_one_entry_in_one_unbroken_chain(tmp_path, redis_url,
                                                                                             namespace):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}"
-    app = create_app(IntakeSettings(redis_url=redis_url, database_url=url, namespace=namespace,
-                                    keys_database_url=f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}",
-                                    consumer_name="intake-audit-burst", poll_interval_ms=50))
+    url, app = intake_app(tmp_path, redis_url, namespace)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake.test") as client:
             recorded = await asyncio.gather(*(client.post("/api/requests", json=CALL, headers=STAFF) for _ in range(8)))
