@@ -7,13 +7,14 @@ intake's HTTP call through every service that reacts to it.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -122,12 +123,30 @@ class TracedRequests:
             HTTP_REQUESTS.labels(self.service, scope["method"], str(status)).inc()
 
 
-@contextmanager
-def span(name: str, traceparent: str | None = None, **attributes):
-    """A span, child of `traceparent` when given; binds trace_id to every log line inside it."""
-    context = _propagator.extract({"traceparent": traceparent}) if traceparent else None
-    with tracer().start_as_current_span(name, context=context, attributes=attributes) as current:
-        span_context = current.get_span_context()
+class span:  # noqa: N801 - used as `with span(...)`, like the function it replaced
+    """A span, child of `traceparent` when given; binds trace_id to every log line inside it. A
+    class rather than a generator and start_as_current_span: it wraps every event handled, and
+    this way costs half as much. A failure is recorded by its type only (no message, no values)."""
+
+    __slots__ = ("name", "traceparent", "attributes", "current", "_attached", "_bound")
+
+    def __init__(self, name: str, traceparent: str | None = None, **attributes):
+        self.name, self.traceparent, self.attributes = name, traceparent, attributes
+
+    def __enter__(self):
+        context = _propagator.extract({"traceparent": self.traceparent}) if self.traceparent else None
+        self.current = _TRACER.start_span(self.name, context=context, attributes=self.attributes)
+        self._attached = otel_context.attach(trace.set_span_in_context(self.current))
+        span_context = self.current.get_span_context()
         trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
-        with structlog.contextvars.bound_contextvars(trace_id=trace_id):
-            yield current
+        self._bound = structlog.contextvars.bind_contextvars(trace_id=trace_id)
+        return self.current
+
+    def __exit__(self, exc_type, exc, _traceback) -> bool:
+        structlog.contextvars.reset_contextvars(**self._bound)
+        otel_context.detach(self._attached)
+        if exc_type is not None:
+            self.current.set_status(Status(StatusCode.ERROR, exc_type.__name__))
+            self.current.add_event("exception", {"exception.type": exc_type.__name__})
+        self.current.end()
+        return False
