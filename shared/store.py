@@ -55,8 +55,9 @@ def make_engine(url: str) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn):
         # Take the write lock up front (waiting in _begin_waiting) instead of failing with
-        # SQLITE_BUSY when a read transaction tries to upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # SQLITE_BUSY when a read transaction tries to upgrade. A session that only reads says so
+        # (READ_ONLY) and reads its snapshot beside the writer (WAL), without waiting for it.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -173,6 +174,9 @@ class GroupCommit:
         finally:
             self._turn.release()
         await committed
+
+
+READ_ONLY = {"read_only": True}  # Session.connection(execution_options=READ_ONLY): no write lock on SQLite
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

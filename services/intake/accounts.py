@@ -25,6 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlmodel import col, func, select
 
 from shared.auth import Role
+from shared.store import READ_ONLY
 
 from .store import StaffAccount
 
@@ -79,6 +80,7 @@ class StaffAccounts:
     async def is_refused(self, username: str) -> bool:
         """A signed token stays valid until it expires; an account deactivated since is refused at once."""
         async with self.sessions() as session:
+            await session.connection(execution_options=READ_ONLY)
             active = (await session.exec(select(StaffAccount.active).where(StaffAccount.username == username))).first()
         return active is False
 

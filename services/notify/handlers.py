@@ -35,7 +35,7 @@ from shared.events.notify import NotificationDelivered, NotificationFailed
 from shared.messaging import Prepared, UnitOfWork, UnitOfWorkFactory
 from shared.messaging.faults import SPEC as FAULTS
 from shared.messaging.faults import fault_point
-from shared.store import GroupCommit
+from shared.store import READ_ONLY, GroupCommit
 
 from . import domain
 from .channels import EmailChannel, PermanentFailure, ReferralLinks, TemporaryFailure, WebhookChannel
@@ -308,6 +308,7 @@ class Notify:
         now = self.now()
         await self.flush_digests(now)
         async with self.uow() as uow:
+            await uow.session.connection(execution_options=READ_ONLY)  # the claim checks each row again
             due = (await uow.session.exec(
                 select(Delivery).where(self._due(now)).order_by(col(Delivery.next_attempt_at)).limit(limit))).all()
             uow.session.expunge_all()
@@ -559,6 +560,7 @@ class Notify:
     async def flush_digests(self, now: datetime) -> int:
         """Held staff alerts whose digest moment came become one message per recipient."""
         async with self.uow() as uow:
+            await uow.session.connection(execution_options=READ_ONLY)  # _flush_digest checks each row again
             held = (await uow.session.exec(select(Delivery).where(
                 Delivery.status == Status.held, col(Delivery.next_attempt_at) <= now).order_by(col(Delivery.id)))).all()
             uow.session.expunge_all()

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.observability import PUBLISHED
+from shared.store import READ_ONLY
 
 from .faults import SPEC as FAULTS
 from .faults import fault_point
@@ -103,6 +104,7 @@ class OutboxRelay:
         if self.lock_rows:
             return await self._publish_locked()
         async with self.sessions() as session:
+            await session.connection(execution_options=READ_ONLY)
             pending = await self._unpublished(session)
             await session.rollback()
         if not pending:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from shared.store import GroupCommit, make_engine, session_factory
+from shared.store import READ_ONLY, GroupCommit, make_engine, session_factory
 
 
 async def test_writers_arriving_together_share_transactions_and_a_failed_one_fails_only_its_own_batch(tmp_path):
@@ -67,5 +67,27 @@ async def test_a_cancelled_writer_leaves_nothing_written_and_does_not_stop_the_o
         async with engine.connect() as conn:
             stored = [row[0] for row in await conn.execute(text("SELECT word FROM note"))]
         assert stored == (["two", "three"] if cancelled_first else ["one", "three"])
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_only_session_reads_beside_a_writer_that_holds_the_lock(tmp_path):
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE note (word TEXT NOT NULL)"))
+        await conn.execute(text("INSERT INTO note (word) VALUES ('committed')"))
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as writer:
+            await writer.execute(text("INSERT INTO note (word) VALUES ('not yet')"))  # holds the write lock
+
+            async def read() -> list[str]:
+                async with sessions() as reader:
+                    await reader.connection(execution_options=READ_ONLY)
+                    return [row[0] for row in await reader.execute(text("SELECT word FROM note"))]
+
+            # A session that may write would wait for the lock (BEGIN IMMEDIATE) for up to 30 s.
+            assert await asyncio.wait_for(read(), timeout=5) == ["committed"]
+            await writer.rollback()
     finally:
         await engine.dispose()
