@@ -69,6 +69,12 @@ class _FewerHops(aiosqlite.Connection):
     statements inside a transaction already hold the lock (BEGIN IMMEDIATE), and SQLite answers
     them, their rows and their cursors in microseconds."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A connection left unclosed (an engine never disposed) must not keep the process from
+        # exiting, as its thread otherwise would; SQLite's journal makes an exit mid-write safe.
+        self._thread.daemon = True
+
     async def _execute(self, fn, *args, **kwargs):
         if self._running and self._connection is not None and _answers_at_once(fn, args):
             return fn(*args, **kwargs)
@@ -129,7 +135,11 @@ def _begin_waiting(execute, statement, *args):
 
 async def _connect(path: str) -> aiosqlite.Connection:
     connection = _FewerHops(lambda: sqlite3.connect(path, timeout=30, check_same_thread=False), 64)
-    return await connection
+    try:
+        return await connection
+    except BaseException:
+        connection.stop()  # a connect cut short (a cancelled request) leaves no thread behind
+        raise
 
 
 class GroupCommit:

@@ -4,11 +4,16 @@ write committed."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from shared.store import READ_ONLY, GroupCommit, make_engine, session_factory
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_writers_arriving_together_share_transactions_and_a_failed_one_fails_only_its_own_batch(tmp_path):
@@ -91,3 +96,22 @@ async def test_a_read_only_session_reads_beside_a_writer_that_holds_the_lock(tmp
             await writer.rollback()
     finally:
         await engine.dispose()
+
+
+def test_a_process_that_never_closed_its_store_still_exits(tmp_path):
+    """A connection left open (an engine never disposed, a stop that timed out) must not hold the
+    process at exit: its worker thread is a daemon."""
+    program = (
+        "import asyncio\n"
+        "from sqlalchemy import text\n"
+        "from shared.store import make_engine\n"
+        "LEFT_OPEN = []\n"
+        "async def main():\n"
+        f"    engine = make_engine('sqlite+aiosqlite:///{tmp_path / 'open.db'}')\n"
+        "    connection = await engine.connect()\n"
+        "    await connection.execute(text('SELECT 1'))\n"
+        "    LEFT_OPEN.append((engine, connection))\n"
+        "asyncio.run(main())\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr.decode()
