@@ -18,6 +18,10 @@ from .faults import fault_point
 from .tables import InboxEntry, OutboxEntry
 
 
+OUTBOX_ROW = insert(OutboxEntry.__table__)
+INBOX_ROW = insert(InboxEntry.__table__)
+
+
 class StaleRows(RuntimeError):
     """A deferred write found rows changed since the batch read them."""
 
@@ -29,11 +33,9 @@ class UnitOfWork:
         self.namespace = namespace
         self.service = service
         self._on_commit = on_commit
-        self.emitted: list[Envelope] = []
-        # Outbox and inbox rows go in at commit, one statement per table for the whole batch,
-        # rather than as ORM objects built and flushed one by one.
+        # Outbox and inbox rows are deferred writes like any other (one statement per table for
+        # the whole batch); the outbox rows are also handed to on_commit once committed.
         self._outbox: list[dict] = []
-        self._inbox: list[dict] = []
         self.locks: set[str] = set()  # row locks a service took in this transaction, by its own names
         # What a batch's `prepare` read for its handlers, by the service's own keys; gone once the
         # deferred writes below are in the store (consumer.py).
@@ -48,20 +50,21 @@ class UnitOfWork:
             producer = self.service
         envelope = Envelope.wrap(event, causation=causation, correlation_id=correlation_id,
                                  traceparent=current_traceparent(), producer=producer)
-        self._outbox.append({
+        row = {
             "event_id": envelope.event_id,
             "event_type": envelope.type,
             "stream": stream_name(self.namespace, envelope.producer),
             "body": envelope.model_dump_json(),
             "created_at": datetime.now(UTC),
-        })
-        self.emitted.append(envelope)
+        }
+        self.defer(OUTBOX_ROW, row)
+        self._outbox.append(row)
         return envelope
 
     def handled(self, envelope: Envelope, stream: str) -> None:
         """The inbox row that makes a redelivery of this event a no-op, committed with its effects."""
-        self._inbox.append({"event_id": envelope.event_id, "event_type": envelope.type, "stream": stream,
-                            "handled_at": datetime.now(UTC)})
+        self.defer(INBOX_ROW, {"event_id": envelope.event_id, "event_type": envelope.type, "stream": stream,
+                               "handled_at": datetime.now(UTC)})
 
     def defer(self, statement, row: dict, *, changes_one_row: bool = False) -> None:
         """Write `row` with `statement` later, with every row the batch deferred for it in one
@@ -85,13 +88,8 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await self.write_deferred()
-        outbox, self._outbox = self._outbox, []
-        if outbox:
-            await self.session.exec(insert(OutboxEntry.__table__), params=outbox)
-        if self._inbox:
-            await self.session.exec(insert(InboxEntry.__table__), params=self._inbox)
         await self.session.commit()
-        self._inbox = []
+        outbox, self._outbox = self._outbox, []
         self.locks.clear()
         if outbox:
             if FAULTS:
