@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -54,7 +56,7 @@ def make_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn):
-        # Take the write lock up front (waiting in _begin_waiting) instead of failing with
+        # Take the write lock up front (after this process's turn, _FewerHops) instead of failing with
         # SQLITE_BUSY when a read transaction tries to upgrade. A session that only reads says so
         # (READ_ONLY) and reads its snapshot beside the writer (WAL), without waiting for it.
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
@@ -63,78 +65,117 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 class _FewerHops(aiosqlite.Connection):
-    """aiosqlite hands every call to its thread and back, about 150 µs a hop on a small VM, and
-    SQLAlchemy makes three or four calls per statement. Only the calls that can wait for the
-    write lock or the disk (connect, BEGIN, PRAGMA, commit, rollback, close) still go to the thread:
-    statements inside a transaction already hold the lock (BEGIN IMMEDIATE), and SQLite answers
-    them, their rows and their cursors in microseconds."""
+    """aiosqlite hands every call to its own thread and back, and in this kind of sandbox a hop
+    costs about 300 µs of CPU (a queue, a futex and a wake-up of the loop): more than SQLite takes
+    to answer. Here every call runs on the event loop, except connect and close. The one call that
+    could wait long, BEGIN IMMEDIATE for the write lock, waits instead for this process's own
+    writer lock of that file (first come, first served) and then finds SQLite's lock free; only
+    when another process holds it (a command-line tool) does it wait on the thread."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, path: str, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # A connection left unclosed (an engine never disposed) must not keep the process from
         # exiting, as its thread otherwise would; SQLite's journal makes an exit mid-write safe.
         self._thread.daemon = True
+        self._path = path
+        self._writer_turn: asyncio.Lock | None = None  # held from BEGIN IMMEDIATE to the transaction's end
 
     async def _execute(self, fn, *args, **kwargs):
-        if self._running and self._connection is not None and _answers_at_once(fn, args):
+        if not (self._running and self._connection is not None) or _on_thread(fn):
+            return await super()._execute(fn, *args, **kwargs)
+        if _is_begin(fn, args) and "IMMEDIATE" in args[0].upper():
+            return await self._begin_immediate(fn, *args)
+        try:
             return fn(*args, **kwargs)
-        if _is_begin(fn, args):
-            return await super()._execute(_begin_waiting, fn, *args)
-        return await super()._execute(fn, *args, **kwargs)
+        finally:
+            if self._writer_turn is not None and not self._connection.in_transaction:
+                self._end_turn()
+
+    async def _begin_immediate(self, execute, statement, *args):
+        turn = _writer_turn(self._path)
+        if turn is not None:
+            try:
+                await asyncio.wait_for(turn.acquire(), LOCK_WAIT_SECONDS)
+            except TimeoutError:
+                raise sqlite3.OperationalError("database is locked: no turn to write within "
+                                               f"{LOCK_WAIT_SECONDS:.0f} s") from None
+            self._writer_turn = turn
+        try:
+            try:
+                return _begin_at_once(execute, statement, *args)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+            return await super()._execute(_begin_waiting, execute, statement, *args)
+        except BaseException:
+            self._end_turn()
+            raise
+
+    def _end_turn(self) -> None:
+        turn, self._writer_turn = self._writer_turn, None
+        if turn is not None:
+            turn.release()
+
+    def stop(self):
+        self._end_turn()
+        return super().stop()
 
 
-_CURSOR_CALLS = {"fetchall", "fetchone", "fetchmany", "close", "execute", "executemany"}
-_WAITS_FOR_LOCK_OR_DISK = ("BEGIN", "PRAGMA", "COMMIT", "ROLLBACK")
+# Per event loop and database file: the writers of this process take turns here.
+_WRITER_TURNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _head(args) -> str:
-    """The first word or so of the SQL a cursor call carries, upper-cased ("" for other calls)."""
-    return args[0].lstrip()[:8].upper() if args and isinstance(args[0], str) else ""
+def _writer_turn(path: str) -> asyncio.Lock | None:
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    turns = _WRITER_TURNS.setdefault(asyncio.get_running_loop(), {})
+    key = os.path.realpath(path)
+    if key not in turns:
+        turns[key] = asyncio.Lock()
+    return turns[key]
 
 
-def _answers_at_once(fn, args) -> bool:
-    owner = getattr(fn, "__self__", None)
-    if isinstance(owner, sqlite3.Connection):
-        return fn.__name__ == "cursor"
-    if not isinstance(owner, sqlite3.Cursor) or fn.__name__ not in _CURSOR_CALLS:
-        return False
-    if fn.__name__ in ("execute", "executemany"):
-        return owner.connection.in_transaction and not _head(args).startswith(_WAITS_FOR_LOCK_OR_DISK)
-    return True
+def _on_thread(fn) -> bool:
+    """Closing may wait for the disk; everything else SQLite answers at once."""
+    return isinstance(getattr(fn, "__self__", None), sqlite3.Connection) and fn.__name__ == "close"
 
 
 def _is_begin(fn, args) -> bool:
     return (isinstance(getattr(fn, "__self__", None), sqlite3.Cursor) and fn.__name__ == "execute"
-            and _head(args).startswith("BEGIN"))
+            and bool(args) and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN")
 
 
 LOCK_WAIT_SECONDS = 30.0
 
 
-def _begin_waiting(execute, statement, *args):
-    """BEGIN IMMEDIATE waits here, on aiosqlite's thread, for another connection's write lock.
-    SQLite's own busy handler sleeps up to 100 ms between tries, so under load (the API's
-    concurrent requests, the consumer and the relay) a freed lock sat idle most of the time:
-    this tries again within 2 ms."""
+def _begin_at_once(execute, statement, *args):
+    """BEGIN IMMEDIATE that fails at once ("database is locked") rather than wait on the loop."""
     connection = execute.__self__.connection
     connection.execute("PRAGMA busy_timeout=0")
     try:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        pause = 0.0002
-        while True:
-            try:
-                return execute(statement, *args)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.002)
+        return execute(statement, *args)
     finally:
         connection.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")
 
 
+def _begin_waiting(execute, statement, *args):
+    """BEGIN IMMEDIATE waits here, on aiosqlite's thread, while another process holds the write
+    lock. SQLite's own busy handler sleeps up to 100 ms between tries, so a freed lock would sit
+    idle most of the time: this tries again within 2 ms."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause = 0.0002
+    while True:
+        try:
+            return _begin_at_once(execute, statement, *args)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.002)
+
+
 async def _connect(path: str) -> aiosqlite.Connection:
-    connection = _FewerHops(lambda: sqlite3.connect(path, timeout=30, check_same_thread=False), 64)
+    connection = _FewerHops(path, lambda: sqlite3.connect(path, timeout=30, check_same_thread=False), 64)
     try:
         return await connection
     except BaseException:

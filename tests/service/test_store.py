@@ -4,6 +4,7 @@ write committed."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -58,15 +59,22 @@ async def test_a_cancelled_writer_leaves_nothing_written_and_does_not_stop_the_o
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE note (word TEXT NOT NULL)"))
 
+    writing_one, go_on = asyncio.Event(), asyncio.Event()
+
     async def write(session, words: list[str]) -> None:
+        if "one" in words:  # the first transaction stays open until the cancellation
+            writing_one.set()
+            await go_on.wait()
         await session.execute(text("INSERT INTO note (word) VALUES (:word)"), [{"word": w} for w in words])
 
     notes = GroupCommit(session_factory(engine), write)
     try:
         first = asyncio.create_task(notes.submit("one"))
+        await writing_one.wait()
         second = asyncio.create_task(notes.submit("two"))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the second writer waits for its turn
         (first if cancelled_first else second).cancel()
+        go_on.set()
         await asyncio.gather(first, second, return_exceptions=True)
         await notes.submit("three")
         async with engine.connect() as conn:
@@ -115,3 +123,46 @@ def test_a_process_that_never_closed_its_store_still_exits(tmp_path):
     )
     finished = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, timeout=60)
     assert finished.returncode == 0, finished.stderr.decode()
+
+
+async def test_writers_of_one_process_take_turns_and_one_held_by_another_process_does_not_stall_the_loop(tmp_path):
+    path = tmp_path / "turns.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE note (word TEXT NOT NULL)"))
+    sessions = session_factory(engine)
+
+    async def write(word: str) -> None:
+        async with sessions() as session:
+            await session.execute(text("INSERT INTO note (word) VALUES (:word)"), {"word": word})
+            await asyncio.sleep(0)  # another writer of this process gets the loop while the lock is held
+            await session.commit()
+
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    other_process = sqlite3.connect(path, isolation_level=None)  # as a command-line tool would
+    try:
+        await asyncio.gather(*(write(f"first-{n}") for n in range(40)))
+        other_process.execute("BEGIN IMMEDIATE")
+        other_process.execute("INSERT INTO note (word) VALUES ('from the tool')")
+        waiting = asyncio.gather(*(write(f"second-{n}") for n in range(5)))
+        ticks_before = ticks
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        assert ticks - ticks_before >= 10  # the loop kept running while the writers waited
+        other_process.execute("COMMIT")
+        await asyncio.wait_for(waiting, timeout=10)
+        async with engine.connect() as conn:
+            stored = {row[0] for row in await conn.execute(text("SELECT word FROM note"))}
+        assert stored == {f"first-{n}" for n in range(40)} | {f"second-{n}" for n in range(5)} | {"from the tool"}
+    finally:
+        ticker.cancel()
+        other_process.close()
+        await engine.dispose()
