@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="bare FastAPI endpoint validating intake's request body")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, loop="uvloop", log_level="warning",
+    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning",
                 access_log=False, timeout_graceful_shutdown=5)
 
 

@@ -17,7 +17,7 @@ def main() -> None:
     settings_cls = next(v for k, v in vars(settings_module).items() if k.endswith("Settings") and k != "ServiceSettings")
     settings = settings_cls()
     app = app_module.create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", log_level="warning",
+    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools", log_level="warning",
                 access_log=False, timeout_graceful_shutdown=10)
 
 

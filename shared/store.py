@@ -77,7 +77,7 @@ class _FewerHops(aiosqlite.Connection):
         # A connection left unclosed (an engine never disposed) must not keep the process from
         # exiting, as its thread otherwise would; SQLite's journal makes an exit mid-write safe.
         self._thread.daemon = True
-        self._path = path
+        self._path = "" if not path or path == ":memory:" or path.startswith("file:") else os.path.realpath(path)
         self._writer_turn: asyncio.Lock | None = None  # held from BEGIN IMMEDIATE to the transaction's end
 
     async def _execute(self, fn, *args, **kwargs):
@@ -126,13 +126,12 @@ _WRITER_TURNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _writer_turn(path: str) -> asyncio.Lock | None:
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return None
+    if not path:
+        return None  # a database in memory is the connection's own
     turns = _WRITER_TURNS.setdefault(asyncio.get_running_loop(), {})
-    key = os.path.realpath(path)
-    if key not in turns:
-        turns[key] = asyncio.Lock()
-    return turns[key]
+    if path not in turns:
+        turns[path] = asyncio.Lock()
+    return turns[path]
 
 
 def _on_thread(fn) -> bool:

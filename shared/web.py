@@ -112,7 +112,7 @@ def enforce_access(current_staff, access: dict[tuple[str, str], frozenset[str]])
     """Router dependency: the operation (method, route template) must be in `access` and the caller
     must hold one of its roles, or be the service principal named there (e.g. "service:notify").
     An operation nobody decided on is refused, so a new route cannot leak by omission."""
-    def check(request: Request, staff=Depends(current_staff)):
+    async def check(request: Request, staff=Depends(current_staff)):
         route = request.scope.get("route")
         allowed = access.get((request.method, getattr(route, "path", "")), frozenset())
         principal = staff.username if staff.username.startswith(SERVICE_PRINCIPAL) and not staff.roles else None

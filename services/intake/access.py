@@ -70,7 +70,7 @@ def active_staff_dependency(runtime, staff_accounts: StaffAccounts):
     """The signed-in staff member (401 without a valid token, or once their account is deactivated)."""
 
     async def active_staff(request: Request) -> Staff:
-        staff = runtime.current_staff(request)
+        staff = await runtime.current_staff(request)
         if await staff_accounts.is_refused(staff.username):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "account deactivated", headers={"WWW-Authenticate": "Bearer"})
         return staff

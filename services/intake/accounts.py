@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import bindparam
 from sqlmodel import col, func, select
 
 from shared.auth import Role
@@ -35,6 +36,9 @@ MIN_PASSWORD_LENGTH = 10
 
 class AccountError(ValueError):
     pass
+
+
+IS_ACTIVE = select(StaffAccount.active).where(StaffAccount.username == bindparam("username"))
 
 
 class StaffAccounts:
@@ -79,9 +83,10 @@ class StaffAccounts:
 
     async def is_refused(self, username: str) -> bool:
         """A signed token stays valid until it expires; an account deactivated since is refused at once."""
-        async with self.sessions() as session:
-            await session.connection(execution_options=READ_ONLY)
-            active = (await session.exec(select(StaffAccount.active).where(StaffAccount.username == username))).first()
+        # On every signed-in request: a plain read on a connection, without an ORM session.
+        async with self.sessions.kw["bind"].connect() as connection:
+            await connection.execution_options(**READ_ONLY)
+            active = (await connection.execute(IS_ACTIVE, {"username": username})).scalar()
         return active is False
 
     async def create(self, username: str, password: str, roles: list[Role]) -> StaffAccount:

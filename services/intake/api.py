@@ -62,18 +62,18 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
     router = APIRouter(prefix="/api")
     active_staff = active_staff_dependency(runtime, staff_accounts)
 
-    def case_worker(staff: Staff = Depends(active_staff)) -> Staff:
+    async def case_worker(staff: Staff = Depends(active_staff)) -> Staff:
         if not reads_case_files(staff):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed for your role")
         return staff
 
-    def case_reader(staff: Staff = Depends(active_staff)) -> Staff:
+    async def case_reader(staff: Staff = Depends(active_staff)) -> Staff:
         # Someone whose role does not cover case files is told nothing exists (404, not 403).
         if not reads_case_files(staff):
             raise NotFound("case files")
         return staff
 
-    def erasure_officer(staff: Staff = Depends(case_reader)) -> Staff:
+    async def erasure_officer(staff: Staff = Depends(case_reader)) -> Staff:
         # Erasure and the person's full copy are for the social coordinator and the administrator.
         if not staff.roles & {Role.social_coordinator, Role.administrator}:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed for your role")
@@ -136,9 +136,8 @@ def build_router(runtime: ServiceRuntime, intake: Intake, counters: queries.Publ
                  responses={**SIGNED_IN, 201: {"description": "recorded and assessed", "links": RECORDED_LINKS}})
     async def record_request(body: NewRequest, staff: Staff = Depends(case_worker)) -> RequestOut:
         """Record a call for help; the rules assess it at once and the decision is returned with its reasons."""
-        async with runtime.uow() as uow:
-            _person, request, record = await intake.record_request(uow, body, actor=staff.username)
-        return queries.request_out(request, [record])
+        recorded = await intake.record_request(body, actor=staff.username)
+        return queries.request_out(recorded.request, [recorded.assessment])
 
     @router.get("/requests/{request_ref}", response_model=RequestOut, tags=["requests"],
                 operation_id="get_request",

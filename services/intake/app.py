@@ -35,7 +35,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     intake = Intake(youth_band=(settings.youth_min_age, settings.youth_max_age),
                     minor_follow_up_days=settings.minor_follow_up_days, timezone=settings.timezone,
                     vault=Vault(KeyRing(settings.key_ring.get_secret_value()), settings.search_key.get_secret_value(),
-                                settings.keys_database_url))
+                                settings.keys_database_url), uows=runtime.uow)
     if settings.retention_closed_case_days:
         runtime.background.append(handlers.retention_task(intake, runtime, settings.retention_closed_case_days,
                                                           settings.retention_check_seconds))

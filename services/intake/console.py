@@ -588,11 +588,11 @@ def build_console(*, runtime, intake: Intake, console: Console, csrf: Csrf, serv
             if matches:
                 return request_form(request, staff, values=values, matches=matches)
         try:
-            async with runtime.uow() as uow:
-                person, help_request, _record = await intake.record_request(uow, data, actor=staff.username)
+            recorded = await intake.record_request(data, actor=staff.username)
         except Invalid as exc:
             return request_form(request, staff, values=values, errors={exc.field: t.field_error(exc.field)}, status=422)
-        return redirect(f"/case-files/{person.person_ref}?recorded={help_request.request_ref}#{help_request.request_ref}")
+        person_ref, request_ref = recorded.person.person_ref, recorded.request.request_ref
+        return redirect(f"/case-files/{person_ref}?recorded={request_ref}#{request_ref}")
 
     # --- case files -------------------------------------------------------------------------------
 

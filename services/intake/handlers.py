@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,8 @@ from shared.events import Envelope, new_ref
 from shared.events.codes import Decision, PlaceKind, Track
 from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequested, RequestAssessed, RequestReceived
 from shared.messaging import Prepared, UnitOfWork
+from shared.observability import current_traceparent
+from shared.store import GroupCommit
 
 from . import domain
 from .keys import DEV_KEY_RING, DEV_SEARCH_KEY, KeyRing, Vault
@@ -44,9 +46,46 @@ class Invalid(Exception):
         self.reason = reason
 
 
+@dataclass
+class Recorded:
+    """A call for help as recorded: the case file, the request, the rules' assessment, and the two
+    events that announce them."""
+
+    person: CaseFile
+    request: HelpRequest
+    assessment: AssessmentRecord
+    received: Envelope
+    assessed: Envelope
+    new_person: bool
+
+    def write(self, uow: UnitOfWork) -> None:
+        if self.new_person:
+            uow.defer(CASE_FILE_ROW, _row(self.person))
+        uow.defer(REQUEST_ROW, _row(self.request))
+        uow.defer(ASSESSMENT_ROW, _row(self.assessment))
+        uow.emit_envelope(self.received)
+        uow.emit_envelope(self.assessed)
+
+
+CASE_FILE_ROW = insert(CaseFile.__table__)
+REQUEST_ROW = insert(HelpRequest.__table__)
+ASSESSMENT_ROW = insert(AssessmentRecord.__table__)
+
+
+def _row(record) -> dict:
+    return {column: getattr(record, column) for column in record.__table__.columns.keys() if column != "id"}
+
+
+async def _write_recorded(uow: UnitOfWork, calls: list[Recorded]) -> None:
+    for recorded in calls:
+        recorded.write(uow)
+
+
 class Intake:
     def __init__(self, *, youth_band: tuple[int, int] = (18, 25), minor_follow_up_days: int = 7,
-                 timezone: str = "Europe/Brussels", now=None, vault: Vault | None = None):
+                 timezone: str = "Europe/Brussels", now=None, vault: Vault | None = None, uows):
+        self.uows = uows
+        self._new_people = GroupCommit(uows, _write_recorded)
         self.youth_band = youth_band
         self.minor_follow_up_days = minor_follow_up_days
         self.zone = ZoneInfo(timezone)
@@ -58,9 +97,51 @@ class Intake:
 
     # --- commands -------------------------------------------------------------------------
 
-    async def record_request(self, uow: UnitOfWork, data: NewRequest, *, actor: str):
+    async def record_request(self, data: NewRequest, *, actor: str) -> Recorded:
+        """A call for help, assessed at once. A new person's call reads nothing from the store, so
+        it is written with the others recorded at the same moment (one transaction for them all);
+        a call from someone known updates their case file in a unit of work of its own."""
         now = self.now()
-        person, data_key = await self._case_file_for(uow, data, actor, now)
+        if data.person_ref is None:
+            person = CaseFile(person_ref=new_ref("P"), created_by=actor, created_at=now)
+            data_key = await self.vault.new_key(person.person_ref)
+            self._fill_case_file(person, data_key, {"name": data.name}, data, now)
+            recorded = self._recorded(person, data_key, data, actor, now, new_person=True)
+            await self._new_people.submit(recorded)
+        else:
+            async with self.uows() as uow:
+                person = (await uow.session.exec(select(CaseFile).where(
+                    CaseFile.person_ref == data.person_ref, col(CaseFile.erased_at).is_(None)))).first()
+                if person is None:
+                    raise Invalid("person_ref", "no such case file")
+                data_key = await self.vault.key_for(uow.session, person.person_ref, create=True)
+                self._fill_case_file(person, data_key, Vault.open(data_key, person.person_ref, person.sealed), data, now)
+                uow.session.add(person)
+                recorded = self._recorded(person, data_key, data, actor, now, new_person=False)
+                recorded.write(uow)
+                await uow.commit()
+        log.info("request.recorded", request_ref=recorded.request.request_ref, event_id=recorded.received.event_id,
+                 decision=recorded.assessment.decision, track=recorded.assessment.track, actor=actor)
+        return recorded
+
+    def _fill_case_file(self, person: CaseFile, data_key: bytes, known: dict, data: NewRequest, now: datetime) -> None:
+        # The latest call gives the latest safe way to reach the person.
+        known["date_of_birth"] = data.date_of_birth.isoformat() if data.date_of_birth else known.get("date_of_birth")
+        known["phone"] = data.phone or known.get("phone")
+        known["email"] = str(data.email) if data.email else known.get("email")
+        person.sealed = Vault.seal(data_key, person.person_ref, known)
+        person.stated_age = data.stated_age if data.stated_age is not None else person.stated_age
+        person.language = data.language.value
+        person.safe_to_leave_message = data.safe_to_leave_message
+        person.preferred_contact = data.preferred_contact.value
+        person.name_key = self.vault.name_hash(known.get("name") or "")
+        person.name_tokens = self.vault.name_token_hashes(known.get("name") or "")
+        person.phone_key = self.vault.phone_hash(known.get("phone"))
+        person.email_key = self.vault.email_hash(known.get("email"))
+        person.updated_at = now
+
+    def _recorded(self, person: CaseFile, data_key: bytes, data: NewRequest, actor: str, now: datetime, *,
+                  new_person: bool) -> Recorded:
         request = HelpRequest(
             request_ref=new_ref("R"),
             person_ref=person.person_ref,
@@ -89,49 +170,15 @@ class Intake:
         )
         request.needs_review = assessment.needs_review
         request.follow_up_on = assessment.follow_up_on
-        record = _record(request.request_ref, assessment, decided_at=now, decided_by="rules")
-        uow.session.add_all([request, record])
-        received = uow.emit(
-            RequestReceived(request_ref=request.request_ref, person_ref=person.person_ref,
-                            channel=data.channel, received_at=now)
-        )
-        uow.emit(_assessed(request, assessment, overridden=False), causation=received)
-        await uow.commit()
-        log.info("request.recorded", request_ref=request.request_ref, event_id=received.event_id,
-                 decision=assessment.decision.value, track=assessment.track.value, actor=actor)
-        return person, request, record
-
-    async def _case_file_for(self, uow: UnitOfWork, data: NewRequest, actor: str,
-                             now: datetime) -> tuple[CaseFile, bytes]:
-        if data.person_ref is None:
-            person = CaseFile(person_ref=new_ref("P"), created_by=actor, created_at=now)
-            known = {"name": data.name}
-        else:
-            person = (await uow.session.exec(select(CaseFile).where(
-                CaseFile.person_ref == data.person_ref, col(CaseFile.erased_at).is_(None)))).first()
-            if person is None:
-                raise Invalid("person_ref", "no such case file")
-        if data.person_ref is None:
-            data_key = await self.vault.new_key(person.person_ref)
-        else:
-            data_key = await self.vault.key_for(uow.session, person.person_ref, create=True)
-            known = Vault.open(data_key, person.person_ref, person.sealed)
-        # The latest call gives the latest safe way to reach the person.
-        known["date_of_birth"] = data.date_of_birth.isoformat() if data.date_of_birth else known.get("date_of_birth")
-        known["phone"] = data.phone or known.get("phone")
-        known["email"] = str(data.email) if data.email else known.get("email")
-        person.sealed = Vault.seal(data_key, person.person_ref, known)
-        person.stated_age = data.stated_age if data.stated_age is not None else person.stated_age
-        person.language = data.language.value
-        person.safe_to_leave_message = data.safe_to_leave_message
-        person.preferred_contact = data.preferred_contact.value
-        person.name_key = self.vault.name_hash(known.get("name") or "")
-        person.name_tokens = self.vault.name_token_hashes(known.get("name") or "")
-        person.phone_key = self.vault.phone_hash(known.get("phone"))
-        person.email_key = self.vault.email_hash(known.get("email"))
-        person.updated_at = now
-        uow.session.add(person)
-        return person, data_key
+        # The events are made here, so that they carry this request's trace even when another
+        # request's task writes them.
+        received = Envelope.wrap(RequestReceived(request_ref=request.request_ref, person_ref=person.person_ref,
+                                                 channel=data.channel, received_at=now),
+                                 traceparent=current_traceparent())
+        assessed = Envelope.wrap(_assessed(request, assessment, overridden=False), causation=received,
+                                 traceparent=current_traceparent())
+        return Recorded(person, request, _record(request.request_ref, assessment, decided_at=now, decided_by="rules"),
+                        received, assessed, new_person)
 
     async def override(self, uow: UnitOfWork, request_ref: str, data: OverrideIn, *, actor: str) -> AssessmentRecord:
         request = await _request(uow, request_ref)

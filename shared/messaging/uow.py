@@ -50,6 +50,11 @@ class UnitOfWork:
             producer = self.service
         envelope = Envelope.wrap(event, causation=causation, correlation_id=correlation_id,
                                  traceparent=current_traceparent(), producer=producer)
+        self.emit_envelope(envelope)
+        return envelope
+
+    def emit_envelope(self, envelope: Envelope) -> None:
+        """An envelope made beforehand (with the trace of the request it belongs to) goes out with this commit."""
         row = {
             "event_id": envelope.event_id,
             "event_type": envelope.type,
@@ -59,7 +64,6 @@ class UnitOfWork:
         }
         self.defer(OUTBOX_ROW, row)
         self._outbox.append(row)
-        return envelope
 
     def handled(self, envelope: Envelope, stream: str) -> None:
         """The inbox row that makes a redelivery of this event a no-op, committed with its effects."""
