@@ -299,3 +299,31 @@ async def test_sign_in_issues_the_shared_token_in_a_strict_cookie_and_a_deactiva
     assert (await intake.get("/api/queue", headers={"Authorization": f"Bearer {token}"})).status_code == 401
     again = await intake.post("/api/session", json={"username": "maya", "password": "correct horse battery"})
     assert again.status_code == 401
+
+
+async def test_calls_recorded_at_the_same_moment_each_keep_their_own_case_file_events_and_trace(intake):
+    names = [f"Caller {tree}" for tree in ("Alder", "Birch", "Cedar", "Dogwood", "Elm", "Fir", "Ginkgo", "Hazel", "Ivy",
+                                           "Juniper", "Kauri", "Larch")]
+    unknown = {**CALL, "person_ref": "P" + "0" * 12}
+    *responses, refused = await asyncio.gather(
+        *(intake.post("/api/requests", json={**CALL, "name": name}, headers=STAFF) for name in names),
+        intake.post("/api/requests", json=unknown, headers=STAFF))
+    assert refused.status_code == 422 and "person_ref" in refused.text
+    assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
+    recorded = {r.json()["request_ref"]: r.json()["person_ref"] for r in responses}
+    assert len(recorded) == 12 and len(set(recorded.values())) == 12
+    for name, response in zip(names, responses, strict=True):  # each case file holds its own caller's name
+        found = await intake.get("/api/case-files", params={"q": name.split()[1]}, headers=headers(Role.social_coordinator))
+        assert [c["person_ref"] for c in found.json()] == [response.json()["person_ref"]]
+
+    received = {e.payload["request_ref"]: e for e in await outbox(intake, "RequestReceived")}
+    assessed = {e.payload["request_ref"]: e for e in await outbox(intake, "RequestAssessed")}
+    assert set(received) == set(assessed) == set(recorded)
+    traces = set()
+    for request_ref, person_ref in recorded.items():
+        assert received[request_ref].payload["person_ref"] == assessed[request_ref].payload["person_ref"] == person_ref
+        assert assessed[request_ref].causation_id == received[request_ref].event_id
+        assert received[request_ref].traceparent is not None
+        assert received[request_ref].traceparent.split("-")[1] == assessed[request_ref].traceparent.split("-")[1]
+        traces.add(received[request_ref].traceparent.split("-")[1])
+    assert len(traces) == 12  # each call's events carry the trace of its own request
