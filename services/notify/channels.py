@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import Message
 from urllib.parse import quote
 
 import aiosmtplib
@@ -62,7 +62,7 @@ class EmailChannel:
         for client, _ in idle:
             await _close(client)
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: Message) -> str:
         try:
             client = await self._connection()
             try:
