@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from datetime import UTC, datetime
 
@@ -26,6 +27,10 @@ from .tables import OutboxEntry
 log = structlog.get_logger("outbox")
 
 MEMORY_LIMIT = 10_000  # committed rows kept for publishing from memory
+# Rows published from memory are marked in the outbox together, at most this long after: one
+# write transaction for many publishes. A crash before the mark republishes them; inboxes drop
+# the copies.
+MARK_DELAY_SECONDS = 0.2
 
 
 class OutboxRelay:
@@ -54,6 +59,8 @@ class OutboxRelay:
         # a scan of the outbox comes back short). A row lost from here is still in the outbox.
         self._committed: deque[tuple] = deque()
         self._behind = True
+        self._unmarked: list[str] = []  # event ids published from memory, not yet marked in the outbox
+        self._unmarked_since = 0.0
         self.last_error: str | None = None
         self.published_total = 0
 
@@ -70,27 +77,44 @@ class OutboxRelay:
 
     async def run(self) -> None:
         backoff = self.poll_seconds
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                while await self.publish_pending() == self.batch_size:
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._next_wait(backoff))
+                except TimeoutError:
                     pass
-                self.last_error = None
-                backoff = self.poll_seconds
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis or the store is away: keep the rows, try again later.
-                self.last_error = type(exc).__name__
-                log.warning("outbox.publish_failed", error=type(exc).__name__)
-                backoff = min(backoff * 2, 10.0)
+                self._wake.clear()
+                try:
+                    while await self.publish_pending() == self.batch_size:
+                        pass
+                    if self._unmarked and (len(self._unmarked) >= self.batch_size
+                                           or time.monotonic() - self._unmarked_since >= MARK_DELAY_SECONDS):
+                        await self.mark_published()
+                    self.last_error = None
+                    backoff = self.poll_seconds
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Redis or the store is away: keep the rows, try again later.
+                    self.last_error = type(exc).__name__
+                    log.warning("outbox.publish_failed", error=type(exc).__name__)
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            if self._unmarked:  # stopping: spare the next start republishing them
+                try:
+                    await asyncio.wait_for(self.mark_published(), timeout=self.publish_timeout)
+                except Exception:
+                    pass
+
+    def _next_wait(self, backoff: float) -> float:
+        if not self._unmarked:
+            return backoff
+        return max(0.0, min(backoff, MARK_DELAY_SECONDS - (time.monotonic() - self._unmarked_since)))
 
     async def publish_pending(self) -> int:
         if self._committed and not self._behind:
             return await self._publish_committed()
+        if self._unmarked:
+            await self.mark_published()  # a scan must not find them unpublished
         try:
             published = await self._scan()
         except BaseException:
@@ -135,11 +159,21 @@ class OutboxRelay:
             self._committed.extendleft(reversed(pending))
             self._behind = True  # the next scans of the outbox publish them, and what came after, in order
             raise
-        async with self.sessions() as session:
-            await session.exec(update(OutboxEntry).where(col(OutboxEntry.event_id).in_([row[3] for row in pending]))
-                               .values(published_at=datetime.now(UTC)))
-            await session.commit()
+        if not self._unmarked:
+            self._unmarked_since = time.monotonic()
+        self._unmarked.extend(row[3] for row in pending)
         return self._count(pending)
+
+    async def mark_published(self) -> None:
+        """Marks in the outbox the rows published from memory since the last mark."""
+        marking = list(self._unmarked)
+        async with self.sessions() as session:
+            for start in range(0, len(marking), self.batch_size):
+                await session.exec(update(OutboxEntry)
+                                   .where(col(OutboxEntry.event_id).in_(marking[start:start + self.batch_size]))
+                                   .values(published_at=datetime.now(UTC)))
+            await session.commit()
+        del self._unmarked[:len(marking)]
 
     async def _unpublished(self, session: AsyncSession, lock: bool = False) -> list[tuple]:
         query = (
@@ -192,4 +226,4 @@ class OutboxRelay:
                 )
             ).one()
             await session.rollback()
-            return int(count)
+            return max(0, int(count) - len(self._unmarked))

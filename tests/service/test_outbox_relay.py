@@ -2,12 +2,15 @@
 failed publish goes back to the outbox, so that the stream still carries every event once, in
 commit order."""
 
+import asyncio
+
 import orjson
 import pytest
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
 from faststream.redis.message import bDATA_KEY
 from faststream.redis.parser.binary import BinaryMessageFormatV1
+from sqlalchemy import event
 from sqlmodel import col, select
 
 from shared.events import stream_name
@@ -77,10 +80,61 @@ async def test_events_reach_the_stream_once_in_commit_order_across_a_failed_publ
             pass
 
         assert await stream_refs(redis_url, stream_name(namespace, "intake")) == ["R-0", "R-a", "R-a2", "R-b", "R-c"]
+        assert await relay.backlog() == 0  # "R-c", published from memory, is not counted while its mark waits
+        await relay.mark_published()
         async with sessions() as session:
             unpublished = (await session.exec(select(OutboxEntry).where(col(OutboxEntry.published_at).is_(None)))).all()
         assert unpublished == []
         assert calls[0] == 1 and relay.published_total == 5
     finally:
+        await broker.stop()
+        await engine.dispose()
+
+
+async def test_rows_published_one_by_one_are_marked_together_and_a_stop_marks_the_last(
+        store, make_database, redis_url, namespace):
+    engine = make_engine(make_database(store, "relay"))
+    await create_tables(engine, MESSAGING_TABLES)
+    sessions = session_factory(engine)
+    marks: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_: marks.append(statement) if statement.startswith("UPDATE outbox") else None)
+    broker = RedisBroker(redis_url)
+    await broker.connect()
+    relay = OutboxRelay("intake", broker, sessions, lock_rows=store == "postgres")
+    uow = UnitOfWorkFactory(sessions, namespace, relay.committed, "intake")
+    running = asyncio.create_task(relay.run())
+
+    async def unmarked() -> int:
+        async with sessions() as session:
+            return len((await session.exec(select(OutboxEntry).where(col(OutboxEntry.published_at).is_(None)))).all())
+
+    try:
+        for n in range(20):
+            async with uow() as work:
+                work.emit(RequestAssessed(request_ref=f"R-{n}", person_ref="P-relay", decision=Decision.refer,
+                                          track=Track.none))
+                await work.commit()
+            await asyncio.sleep(0.01)  # published from memory, one row at a time
+        for _ in range(300):
+            if await unmarked() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await unmarked() == 0
+        assert 1 <= len(marks) < 10  # twenty publishes, a few marks
+
+        async with uow() as work:
+            work.emit(RequestAssessed(request_ref="R-last", person_ref="P-relay", decision=Decision.refer,
+                                      track=Track.none))
+            await work.commit()
+        for _ in range(300):
+            if len(await stream_refs(redis_url, stream_name(namespace, "intake"))) == 21:
+                break
+            await asyncio.sleep(0.01)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        assert await unmarked() == 0  # marked on the way out, not left to be published again
+    finally:
+        running.cancel()
         await broker.stop()
         await engine.dispose()
