@@ -83,7 +83,7 @@ class _FewerHops(aiosqlite.Connection):
     async def _execute(self, fn, *args, **kwargs):
         if not (self._running and self._connection is not None) or _on_thread(fn):
             return await super()._execute(fn, *args, **kwargs)
-        if _is_begin(fn, args) and "IMMEDIATE" in args[0].upper():
+        if _is_begin_immediate(fn, args):
             return await self._begin_immediate(fn, *args)
         try:
             return fn(*args, **kwargs)
@@ -139,9 +139,9 @@ def _on_thread(fn) -> bool:
     return isinstance(getattr(fn, "__self__", None), sqlite3.Connection) and fn.__name__ == "close"
 
 
-def _is_begin(fn, args) -> bool:
+def _is_begin_immediate(fn, args) -> bool:
     return (isinstance(getattr(fn, "__self__", None), sqlite3.Cursor) and fn.__name__ == "execute"
-            and bool(args) and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN")
+            and bool(args) and isinstance(args[0], str) and args[0].lstrip()[:15].upper() == "BEGIN IMMEDIATE")
 
 
 LOCK_WAIT_SECONDS = 30.0

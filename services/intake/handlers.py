@@ -175,8 +175,7 @@ class Intake:
         received = Envelope.wrap(RequestReceived(request_ref=request.request_ref, person_ref=person.person_ref,
                                                  channel=data.channel, received_at=now),
                                  traceparent=current_traceparent())
-        assessed = Envelope.wrap(_assessed(request, assessment, overridden=False), causation=received,
-                                 traceparent=current_traceparent())
+        assessed = Envelope.wrap(_assessed(request, assessment, overridden=False), causation=received)  # same trace
         return Recorded(person, request, _record(request.request_ref, assessment, decided_at=now, decided_by="rules"),
                         received, assessed, new_person)
 

@@ -85,11 +85,7 @@ class OutboxRelay:
                     pass
                 self._wake.clear()
                 try:
-                    while await self.publish_pending() == self.batch_size:
-                        pass
-                    if self._unmarked and (len(self._unmarked) >= self.batch_size
-                                           or time.monotonic() - self._unmarked_since >= MARK_DELAY_SECONDS):
-                        await self.mark_published()
+                    await self._publish_round()
                     self.last_error = None
                     backoff = self.poll_seconds
                 except asyncio.CancelledError:
@@ -104,6 +100,13 @@ class OutboxRelay:
                     await asyncio.wait_for(self.mark_published(), timeout=self.publish_timeout)
                 except Exception:
                     pass
+
+    async def _publish_round(self) -> None:
+        while await self.publish_pending() == self.batch_size:
+            pass
+        if self._unmarked and (len(self._unmarked) >= self.batch_size
+                               or time.monotonic() - self._unmarked_since >= MARK_DELAY_SECONDS):
+            await self.mark_published()
 
     def _next_wait(self, backoff: float) -> float:
         if not self._unmarked:
