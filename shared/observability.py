@@ -13,6 +13,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -42,11 +43,12 @@ def render() -> bytes:
 
 _propagator = TraceContextTextMapPropagator()
 _configured = False
+_exporting = False  # spans go somewhere; otherwise only their context is carried on
 
 
 def configure_tracing(service: str, otlp_endpoint: str | None = None, timeout_seconds: float = 5.0) -> None:
     """One tracer provider per process; spans go to an OTLP/HTTP collector when one is configured."""
-    global _configured
+    global _configured, _exporting
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
@@ -56,6 +58,7 @@ def configure_tracing(service: str, otlp_endpoint: str | None = None, timeout_se
         exporter = OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces", timeout=timeout_seconds)
         # Exported from a worker thread in batches: a slow or absent collector never holds up an event.
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+        _exporting = True
     trace.set_tracer_provider(provider)
     _configured = True
 
@@ -123,6 +126,21 @@ class TracedRequests:
             HTTP_REQUESTS.labels(self.service, scope["method"], str(status)).inc()
 
 
+def _unrecorded_child(context) -> trace.NonRecordingSpan:
+    """With no collector, a span is never recorded, and the SDK building one cost about a tenth of
+    handling an event: only the identity is made, a new span id in the parent's trace (or a new
+    trace), so trace ids still follow a request through logs and events."""
+    parent = trace.get_current_span(context).get_span_context() if context is not None else None
+    if parent is not None and parent.is_valid:
+        trace_id, flags = parent.trace_id, parent.trace_flags
+    else:
+        trace_id, flags = _ids.generate_trace_id(), trace.TraceFlags(trace.TraceFlags.SAMPLED)
+    return trace.NonRecordingSpan(trace.SpanContext(trace_id, _ids.generate_span_id(), is_remote=False, trace_flags=flags))
+
+
+_ids = RandomIdGenerator()
+
+
 class span:  # noqa: N801 - used as `with span(...)`, like the function it replaced
     """A span, child of `traceparent` when given; binds trace_id to every log line inside it. A
     class rather than a generator and start_as_current_span: it wraps every event handled, and
@@ -135,7 +153,10 @@ class span:  # noqa: N801 - used as `with span(...)`, like the function it repla
 
     def __enter__(self):
         context = _propagator.extract({"traceparent": self.traceparent}) if self.traceparent else None
-        self.current = _TRACER.start_span(self.name, context=context, attributes=self.attributes)
+        if _exporting:
+            self.current = _TRACER.start_span(self.name, context=context, attributes=self.attributes)
+        else:
+            self.current = _unrecorded_child(context)
         self._attached = otel_context.attach(trace.set_span_in_context(self.current))
         span_context = self.current.get_span_context()
         trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -42,7 +43,17 @@ def new_ref(prefix: str) -> str:
 
 
 def new_event_id() -> str:
-    return str(uuid.UUID(bytes=_random.take(16), version=4))
+    """A UUIDv7 (RFC 9562): the millisecond first, then 74 random bits. Ids made later sort later,
+    so the inbox's and the outbox's indexes grow at their end, where a batch's rows share a few
+    pages; random ids put each row on a page of its own, and a batch of 100 events wrote about
+    400 pages at commit."""
+    value = int.from_bytes(_random.take(16), "big") & _RANDOM_BITS
+    value |= (time.time_ns() // 1_000_000) << 80 | _VERSION_7
+    return str(uuid.UUID(int=value))
+
+
+_RANDOM_BITS = (1 << 80) - 1 & ~(0xF << 76) & ~(0x3 << 62)  # below the timestamp, less version and variant
+_VERSION_7 = 0x7 << 76 | 0x2 << 62
 
 
 class Event(BaseModel):

@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import structlog
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
-from faststream.redis.message import bDATA_KEY as DATA_KEY
+from faststream.redis.message import FAKE_CONSUMER, bDATA_KEY as DATA_KEY
+from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
@@ -108,7 +108,7 @@ class EventConsumer:
                 max_records=batch_size, polling_interval=poll_interval_ms,
             ),
             ack_policy=AckPolicy.MANUAL,
-            parser=tolerant_parser,
+            parser=raw_bodies, decoder=bodies_as_read,
         )
         reclaim = self.broker.subscriber(
             stream=StreamSub(
@@ -116,7 +116,7 @@ class EventConsumer:
                 min_idle_time=self.reclaim_idle_ms, polling_interval=max(poll_interval_ms, 500),
             ),
             ack_policy=AckPolicy.MANUAL,
-            parser=tolerant_parser,
+            parser=raw_bodies, decoder=bodies_as_read,
         )
 
         @main
@@ -210,16 +210,18 @@ class EventConsumer:
                 )
 
     def _parse(self, entry: Entry) -> str | None:
-        if entry.raw == UNREADABLE:
-            return "unreadable entry: its body is not JSON"
+        if entry.raw is None:
+            return "unreadable entry: it holds no message"
         try:
-            entry.envelope = Envelope.model_validate(entry.raw)
+            entry.envelope = Envelope.model_validate_json(entry.raw)
             if entry.envelope.type not in REGISTRY:
                 raise UnknownEvent(f"no contract named {entry.envelope.type!r}")
             if entry.envelope.type in self.handlers:
                 entry.event = entry.envelope.open()
         except ValidationError as exc:
             first = exc.errors()[0]
+            if first["type"] == "json_invalid":
+                return "unreadable entry: its body is not JSON"
             where = ".".join(str(p) for p in first["loc"]) or "body"
             reason = f"invalid {where}: {first['msg']}"
             env = entry.envelope
@@ -318,11 +320,11 @@ class EventConsumer:
             "event_id": env.event_id if env else "",
             "event_type": env.type if env else "",
         }
-        if entry.raw == UNREADABLE:
+        if entry.raw is None:
             original = await client.xrange(entry.stream, entry.entry_id, entry.entry_id)
             fields["body"] = b"".join(v for _id, raw in original for v in raw.values())
         else:
-            fields["body"] = _to_bytes(entry.raw)
+            fields["body"] = entry.raw
         async with client.pipeline(transaction=True) as pipe:
             pipe.xadd(self.dead_letters, fields)
             pipe.xack(entry.stream, self.group, entry.entry_id)
@@ -346,36 +348,22 @@ def _runs(entries: list[Entry], handlers: dict[str, Handler]) -> list[list[Entry
     return runs
 
 
-UNREADABLE = {"unreadable_entry": True}
-_UNREADABLE_BODY = orjson.dumps(UNREADABLE)
+async def raw_bodies(raw: dict, _faststream_parser) -> BatchMessage:
+    """Each entry's body as the bytes it was published with (None when the entry holds no
+    FastStream message), for the consumer to validate straight from JSON. FastStream's own batch
+    parser decodes every body, encodes the whole batch as one JSON document and decodes that
+    again; and it fails the whole batch when one body is not JSON."""
+    bodies = [_body(fields) for fields in raw["data"]]
+    return BatchMessage(raw_message=raw, body=bodies, consumer=FAKE_CONSUMER, group=None)
 
 
-def _readable(fields: dict) -> bool:
+async def bodies_as_read(message: BatchMessage, _faststream_decoder) -> list[bytes | None]:
+    return message.body
+
+
+def _body(fields: dict) -> bytes | None:
     data = fields.get(DATA_KEY)
     if data is None:
-        return False
+        return None
     body, _headers = BinaryMessageFormatV1.parse(data)
-    try:
-        orjson.loads(body)
-        return True
-    except orjson.JSONDecodeError:
-        return False
-
-
-async def tolerant_parser(raw: dict, original) -> Any:
-    """FastStream fails a whole batch when one entry's body is not JSON: mark such entries so
-    the consumer dead-letters them alone and handles the rest."""
-    try:
-        return await original(raw)
-    except Exception:
-        raw["data"] = [fields if _readable(fields) else {DATA_KEY: _UNREADABLE_BODY} for fields in raw["data"]]
-        return await original(raw)
-
-
-def _to_bytes(raw: Any) -> bytes:
-    if isinstance(raw, bytes):
-        return raw
-    try:
-        return orjson.dumps(raw)
-    except TypeError:
-        return repr(raw).encode()
+    return body
