@@ -22,7 +22,7 @@ class ServiceSettings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/service.db"
     namespace: str = Field("refuge", description="prefix of every stream name; tests use their own")
     consumer_name: str = ""
-    batch_size: int = Field(100, ge=1, le=1000)
+    batch_size: int = Field(500, ge=1, le=1000)
     poll_interval_ms: int = Field(200, ge=10)
     reclaim_idle_ms: int = Field(30_000, ge=100, description="pending entries idle this long are taken over")
     max_deliveries: int = Field(5, ge=1, description="deliveries before an entry is dead-lettered")

@@ -29,7 +29,17 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str) -> AsyncEngine:
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite store (None for PostgreSQL or a database in memory)."""
+    if not is_sqlite(url):
+        return None
+    path = async_url(url).split(":///", 1)[1]
+    return None if not path or path == ":memory:" or path.startswith("file:") else path
+
+
+def make_engine(url: str, *, checkpoints_elsewhere: bool = False) -> AsyncEngine:
+    """checkpoints_elsewhere: the engine's connections never copy the write-ahead log back into the
+    database file themselves; a `WalCheckpoints` task must run beside them."""
     url = async_url(url)
     if not is_sqlite(url):
         return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=10)
@@ -50,6 +60,8 @@ def make_engine(url: str) -> AsyncEngine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if checkpoints_elsewhere:
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")
         cur.close()
@@ -180,6 +192,33 @@ async def _connect(path: str) -> aiosqlite.Connection:
     except BaseException:
         connection.stop()  # a connect cut short (a cancelled request) leaves no thread behind
         raise
+
+
+class WalCheckpoints:
+    """SQLite copies its write-ahead log back into the database file, and syncs both, inside the
+    commit that finds the log past 1,000 pages; with commits on the event loop, that sync held the
+    loop. Here it runs on a thread with a connection of its own, every `every` seconds, beside the
+    service's connections (`make_engine(..., checkpoints_elsewhere=True)`). PASSIVE: it copies what
+    no reader still needs and never waits for, nor holds up, a writer."""
+
+    def __init__(self, path: str, every: float = 0.5):
+        self.path = path
+        self.every = every
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        connection = await asyncio.to_thread(sqlite3.connect, self.path, timeout=LOCK_WAIT_SECONDS,
+                                             check_same_thread=False)
+        try:
+            while True:
+                await asyncio.sleep(self.every)
+                try:
+                    await asyncio.to_thread(connection.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                    self.last_error = None
+                except sqlite3.Error as exc:  # the next round tries again; the log only grows meanwhile
+                    self.last_error = type(exc).__name__
+        finally:
+            connection.close()
 
 
 class GroupCommit:

@@ -81,7 +81,7 @@ class EventConsumer:
         consumer: str,
         handlers: dict[str, Handler],
         uow: UnitOfWorkFactory,
-        batch_size: int = 100,
+        batch_size: int = 500,
         poll_interval_ms: int = 200,
         reclaim_idle_ms: int = 30_000,
         max_deliveries: int = 5,

@@ -24,7 +24,7 @@ from shared.observability import (
     render,
 )
 from shared.settings import ServiceSettings
-from shared.store import create_tables, is_sqlite, make_engine, session_factory
+from shared.store import WalCheckpoints, create_tables, is_sqlite, make_engine, session_factory, sqlite_path
 
 from .consumer import EventConsumer, Handler
 from .relay import OutboxRelay
@@ -38,7 +38,9 @@ class ServiceRuntime:
     def __init__(self, settings: ServiceSettings, *, tables: list[Table], handlers: dict[str, Handler]):
         self.settings = settings
         self.tables = [*MESSAGING_TABLES, *tables]
-        self.engine = make_engine(settings.database_url)
+        store_file = sqlite_path(settings.database_url)
+        self.checkpoints = WalCheckpoints(store_file) if store_file else None
+        self.engine = make_engine(settings.database_url, checkpoints_elsewhere=self.checkpoints is not None)
         self.sessions = session_factory(self.engine)
         self.broker = RedisBroker(
             settings.redis_url,
@@ -87,6 +89,8 @@ class ServiceRuntime:
             await self.consumer.ensure_groups()
         await self.broker.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        if self.checkpoints:
+            self._tasks.append(asyncio.create_task(self.checkpoints.run(), name="wal-checkpoints"))
         if self.consumer:
             self._tasks.append(asyncio.create_task(self.consumer.watch(), name="consumer-watchdog"))
         for factory in self.background:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from shared.store import READ_ONLY, GroupCommit, make_engine, session_factory
+from shared.store import READ_ONLY, GroupCommit, WalCheckpoints, make_engine, session_factory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,4 +165,30 @@ async def test_writers_of_one_process_take_turns_and_one_held_by_another_process
     finally:
         ticker.cancel()
         other_process.close()
+        await engine.dispose()
+
+
+async def test_the_write_ahead_log_is_copied_into_the_store_by_the_checkpoint_task_not_by_commits(tmp_path):
+    store = tmp_path / "checkpoints.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{store}", checkpoints_elsewhere=True)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE note (body TEXT NOT NULL)"))
+    for batch in range(40):  # about 2,000 pages of log, twice what makes a commit checkpoint by default
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO note (body) VALUES (:body)"),
+                               [{"body": f"{batch}-{n}-" + "x" * 4000} for n in range(50)])
+    try:
+        assert store.stat().st_size < 100_000, "a commit copied the log into the store"
+        checkpoints = WalCheckpoints(str(store), every=0.05)
+        task = asyncio.create_task(checkpoints.run())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if store.stat().st_size > 8_000_000:
+                break
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert store.stat().st_size > 8_000_000 and checkpoints.last_error is None
+        with sqlite3.connect(store) as other:  # what a backup or another process reads
+            assert other.execute("SELECT count(*) FROM note").fetchone()[0] == 2000
+    finally:
         await engine.dispose()
