@@ -75,6 +75,10 @@ CLAIM_PLACE = (update(Place.__table__)
                       _place.version == bindparam("read_version"))
                .values(state=PlaceState.occupied.value, version=bindparam("new_version"), changed_at=bindparam("at")))
 OPEN_STAY = insert(Stay.__table__)
+STAYING_AMONG = select(Stay.person_ref).where(col(Stay.person_ref).in_(bindparam("refs", expanding=True)),
+                                              col(Stay.ended_on).is_(None))
+WAITING_AMONG = select(WaitlistEntry.person_ref, WaitlistEntry.place_kind).where(
+    col(WaitlistEntry.person_ref).in_(bindparam("refs", expanding=True)), col(WaitlistEntry.left_at).is_(None))
 ADMISSIONS = "housing.admissions"  # uow.memo key
 
 
@@ -183,10 +187,8 @@ class Housing:
             await self._lock_kind(uow, kind)
         refs = {event.person_ref for event, _ in wanted}
         known = Admissions(
-            stays=set((await uow.session.exec(select(Stay.person_ref).where(
-                col(Stay.person_ref).in_(refs), col(Stay.ended_on).is_(None)))).all()),
-            waiting=set((await uow.session.exec(select(WaitlistEntry.person_ref, WaitlistEntry.place_kind).where(
-                col(WaitlistEntry.person_ref).in_(refs), col(WaitlistEntry.left_at).is_(None)))).all()))
+            stays=set((await uow.session.exec(STAYING_AMONG, params={"refs": list(refs)})).all()),
+            waiting=set((await uow.session.exec(WAITING_AMONG, params={"refs": list(refs)})).all()))
         needed: dict[str, int] = {}
         for event, kind in wanted:
             if event.decision is Decision.accommodate:

@@ -65,6 +65,10 @@ PLANNED = select(Delivery.id).where(col(Delivery.cause_event_id) == bindparam("e
                                     col(Delivery.recipient) == bindparam("recipient"),
                                     col(Delivery.channel) == bindparam("channel"))
 PLAN = insert(Delivery.__table__)
+RULES_FOR_TYPES = (select(Rule).where(col(Rule.event_type).in_(bindparam("types", expanding=True)), col(Rule.enabled).is_(True))
+                   .order_by(col(Rule.id)))
+PLANNED_FOR = select(Delivery.cause_event_id, Delivery.recipient, Delivery.channel).where(
+    col(Delivery.cause_event_id).in_(bindparam("event_ids", expanding=True)))
 PLANNING = "notify.planning"  # uow.memo key
 
 
@@ -144,11 +148,10 @@ class Notify:
     async def prepare_planning(self, uow: UnitOfWork, events: list) -> None:
         types = {envelope.type for envelope, _ in events}
         rules: dict[str, list[Rule]] = {}
-        for rule in (await uow.session.exec(select(Rule).where(col(Rule.event_type).in_(types), col(Rule.enabled).is_(True))
-                                            .order_by(col(Rule.id)))).all():
+        for rule in (await uow.session.exec(RULES_FOR_TYPES, params={"types": list(types)})).all():
             rules.setdefault(rule.event_type, []).append(rule)
-        planned = set((await uow.session.exec(select(Delivery.cause_event_id, Delivery.recipient, Delivery.channel).where(
-            col(Delivery.cause_event_id).in_([envelope.event_id for envelope, _ in events])))).all())
+        planned = set((await uow.session.exec(
+            PLANNED_FOR, params={"event_ids": [envelope.event_id for envelope, _ in events]})).all())
         uow.memo[PLANNING] = Planning(rules, planned)
 
     # --- events -> deliveries ------------------------------------------------------------

@@ -35,6 +35,9 @@ FOLLOW = insert(FollowedPerson.__table__)
 LAST_EVENT = (update(FollowedPerson.__table__).where(FollowedPerson.__table__.c.person_ref == bindparam("ref"))
               .values(last_event=bindparam("event")))
 ADD_NEED = insert(PersonNeed.__table__)
+FOLLOWED_AMONG = select(FollowedPerson.person_ref).where(
+    col(FollowedPerson.person_ref).in_(bindparam("refs", expanding=True)))
+NEEDS_OF = select(PersonNeed.person_ref, PersonNeed.need).where(col(PersonNeed.person_ref).in_(bindparam("refs", expanding=True)))
 # uow.memo keys, for a run of events: who is followed (person_ref -> the row this run will write, or
 # None when stored), and which (person_ref, need) are recorded.
 FOLLOWING, NEEDS = "referrals.following", "referrals.needs"
@@ -100,10 +103,8 @@ class Referrals:
     async def prepare_following(self, uow: UnitOfWork, events: list) -> None:
         """Who of a run's people is followed already, and which of their needs are recorded."""
         refs = {event.person_ref for _, event in events}
-        uow.memo[FOLLOWING] = dict.fromkeys((await uow.session.exec(
-            select(FollowedPerson.person_ref).where(col(FollowedPerson.person_ref).in_(refs)))).all())
-        uow.memo[NEEDS] = set((await uow.session.exec(
-            select(PersonNeed.person_ref, PersonNeed.need).where(col(PersonNeed.person_ref).in_(refs)))).all())
+        uow.memo[FOLLOWING] = dict.fromkeys((await uow.session.exec(FOLLOWED_AMONG, params={"refs": list(refs)})).all())
+        uow.memo[NEEDS] = set((await uow.session.exec(NEEDS_OF, params={"refs": list(refs)})).all())
 
     async def on_request_assessed(self, uow: UnitOfWork, envelope: Envelope, event) -> None:
         await self._follow(uow, envelope, event.person_ref, str(event.decision))

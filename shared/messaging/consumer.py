@@ -20,12 +20,12 @@ from typing import Any
 import structlog
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.annotations import RedisBatchStreamMessage
 from faststream.redis.message import FAKE_CONSUMER, bDATA_KEY as DATA_KEY
 from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 
 from shared.observability import (
@@ -119,13 +119,15 @@ class EventConsumer:
             parser=raw_bodies, decoder=bodies_as_read,
         )
 
+        # The entry ids come with the bodies (raw_bodies): asking FastStream for the message as well
+        # made FastDepends resolve it on a worker thread, a thread hop for every batch.
         @main
-        async def on_batch(body: list[Any], msg: RedisBatchStreamMessage) -> None:
-            await self.consume(stream, msg.raw_message["message_ids"], body, reclaimed=False)
+        async def on_batch(entries: list[Any]) -> None:
+            await self.consume(stream, entries, reclaimed=False)
 
         @reclaim
-        async def on_reclaimed(body: list[Any], msg: RedisBatchStreamMessage) -> None:
-            await self.consume(stream, msg.raw_message["message_ids"], body, reclaimed=True)
+        async def on_reclaimed(entries: list[Any]) -> None:
+            await self.consume(stream, entries, reclaimed=True)
 
         self.subscribers += [main, reclaim]
 
@@ -159,8 +161,9 @@ class EventConsumer:
 
     # --- processing ---------------------------------------------------------------
 
-    async def consume(self, stream: str, entry_ids: list[bytes], bodies: list[Any], *, reclaimed: bool) -> None:
-        entries = [Entry(stream, entry_id, raw) for entry_id, raw in zip(entry_ids, bodies, strict=True)]
+    async def consume(self, stream: str, read: list[tuple[bytes, bytes | None]], *, reclaimed: bool) -> None:
+        """`read`: (entry id, body as published, or None for an entry that holds no message)."""
+        entries = [Entry(stream, entry_id, raw) for entry_id, raw in read]
         self.stats["received"] += len(entries)
         RECEIVED.labels(self.service, stream).inc(len(entries))
         if reclaimed:
@@ -240,7 +243,7 @@ class EventConsumer:
         started = time.perf_counter()
         async with self.uow() as uow:
             ids = [e.envelope.event_id for e in entries]
-            seen = set((await uow.session.exec(select(InboxEntry.event_id).where(col(InboxEntry.event_id).in_(ids)))).all())
+            seen = set((await uow.session.exec(ALREADY_HANDLED, params={"ids": ids})).all())
             fresh = []
             for entry in entries:
                 if entry.envelope.event_id in seen:
@@ -335,6 +338,10 @@ class EventConsumer:
                   event_id=fields["event_id"], event_type=fields["event_type"], reason=reason)
 
 
+# Built once: building an IN clause for each batch cost more than running it.
+ALREADY_HANDLED = select(InboxEntry.event_id).where(col(InboxEntry.event_id).in_(bindparam("ids", expanding=True)))
+
+
 def _runs(entries: list[Entry], handlers: dict[str, Handler]) -> list[list[Entry]]:
     """Consecutive events whose handlers read the store through a `prepare` go together (one
     prepare, their writes deferred to the end of the run); any other event is a run of its own."""
@@ -349,15 +356,15 @@ def _runs(entries: list[Entry], handlers: dict[str, Handler]) -> list[list[Entry
 
 
 async def raw_bodies(raw: dict, _faststream_parser) -> BatchMessage:
-    """Each entry's body as the bytes it was published with (None when the entry holds no
+    """Each entry's id and its body as the bytes it was published with (None when the entry holds no
     FastStream message), for the consumer to validate straight from JSON. FastStream's own batch
     parser decodes every body, encodes the whole batch as one JSON document and decodes that
     again; and it fails the whole batch when one body is not JSON."""
-    bodies = [_body(fields) for fields in raw["data"]]
-    return BatchMessage(raw_message=raw, body=bodies, consumer=FAKE_CONSUMER, group=None)
+    entries = [(entry_id, _body(fields)) for entry_id, fields in zip(raw["message_ids"], raw["data"], strict=True)]
+    return BatchMessage(raw_message=raw, body=entries, consumer=FAKE_CONSUMER, group=None)
 
 
-async def bodies_as_read(message: BatchMessage, _faststream_decoder) -> list[bytes | None]:
+async def bodies_as_read(message: BatchMessage, _faststream_decoder) -> list[tuple[bytes, bytes | None]]:
     return message.body
 
 

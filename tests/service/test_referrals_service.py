@@ -499,8 +499,8 @@ async def test_events_read_in_one_batch_leave_what_they_would_leave_one_by_one(r
         assessed(erased, Need.social),
     ]
     stream = stream_name(runtime.settings.namespace, "intake")
-    await runtime.consumer.consume(stream, [f"1-{n}".encode() for n in range(len(batch))],
-                                   [e.model_dump(mode="json") for e in batch], reclaimed=False)
+    await runtime.consumer.consume(stream, [(f"1-{n}".encode(), e.model_dump_json().encode()) for n, e in enumerate(batch)],
+                                   reclaimed=False)
 
     assert runtime.consumer.stats["processed"] == len(batch) and runtime.consumer.stats["failed"] == 0
     followed = {f["person_ref"]: f for f in (await referrals.get("/api/followed", headers=STAFF)).json()}
