@@ -75,6 +75,12 @@ CLAIM_PLACE = (update(Place.__table__)
                       _place.version == bindparam("read_version"))
                .values(state=PlaceState.occupied.value, version=bindparam("new_version"), changed_at=bindparam("at")))
 OPEN_STAY = insert(Stay.__table__)
+VACANT = (select(Place.id, Place.place_ref, Place.version)
+          .where(col(Place.kind) == bindparam("kind"), col(Place.state) == PlaceState.vacant)
+          .order_by(col(Place.id)).limit(bindparam("count")))
+# Writing the row takes SQLite's lock (PostgreSQL's row lock) until the transaction ends.
+LOCK_KIND = (update(AllocationLock).where(col(AllocationLock.kind) == bindparam("lock_kind"))
+             .values(version=AllocationLock.version + 1).execution_options(synchronize_session=False))
 STAYING_AMONG = select(Stay.person_ref).where(col(Stay.person_ref).in_(bindparam("refs", expanding=True)),
                                               col(Stay.ended_on).is_(None))
 WAITING_AMONG = select(WaitlistEntry.person_ref, WaitlistEntry.place_kind).where(
@@ -194,9 +200,7 @@ class Housing:
             if event.decision is Decision.accommodate:
                 needed[kind] = needed.get(kind, 0) + 1
         for kind, count in needed.items():
-            known.vacant[kind] = deque((await uow.session.exec(
-                select(Place.id, Place.place_ref, Place.version).where(
-                    col(Place.kind) == kind, col(Place.state) == PlaceState.vacant).order_by(col(Place.id)).limit(count))).all())
+            known.vacant[kind] = deque((await uow.session.exec(VACANT, params={"kind": kind, "count": count})).all())
         uow.memo[ADMISSIONS] = known
 
     async def on_request_assessed(self, uow: UnitOfWork, envelope: Envelope, event: RequestAssessed) -> None:
@@ -496,9 +500,7 @@ class Housing:
     async def _lock_kind(self, uow: UnitOfWork, kind: str) -> None:
         if kind in uow.locks:  # held until this transaction ends; a batch takes it once
             return
-        result = await uow.session.exec(
-            update(AllocationLock).where(col(AllocationLock.kind) == kind).values(version=AllocationLock.version + 1)
-            .execution_options(synchronize_session=False))
+        result = await uow.session.exec(LOCK_KIND, params={"lock_kind": kind})
         if result.rowcount != 1:
             raise RuntimeError(f"no allocation lock row for {kind!r}: run prepare_store first")
         uow.locks.add(kind)
