@@ -67,6 +67,30 @@ PLANNED = select(Delivery.id).where(col(Delivery.cause_event_id) == bindparam("e
 PLAN = insert(Delivery.__table__)
 RULES_FOR_TYPES = (select(Rule).where(col(Rule.event_type).in_(bindparam("types", expanding=True)), col(Rule.enabled).is_(True))
                    .order_by(col(Rule.id)))
+# The sender's, per message.
+IS_DUE = or_(
+    and_(Delivery.status == Status.pending, col(Delivery.next_attempt_at) <= bindparam("due_by")),
+    # claimed, handed over or not, never recorded: the claimer died; send again, same reference
+    and_(Delivery.status == Status.sending, col(Delivery.claimed_at) <= bindparam("lease_over")),
+)
+DUE = select(Delivery).where(IS_DUE).order_by(col(Delivery.next_attempt_at)).limit(bindparam("limit"))
+# Core statements on the tables: none of them needs the session to follow its objects.
+_delivery, _attempt = Delivery.__table__, Attempt.__table__
+CLAIM = (update(_delivery).where(_delivery.c.id == bindparam("delivery_id"), IS_DUE)
+         .values(status=Status.sending, claimed_at=bindparam("claimed"), claim_token=bindparam("token"),
+                 attempts=_delivery.c.attempts + 1))
+INTERRUPTED = (update(_attempt).where(_attempt.c.delivery_id == bindparam("of_delivery"), _attempt.c.outcome == "in_flight")
+               .values(outcome="interrupted", detail="no outcome recorded: the sender stopped"))
+ATTEMPTS = select(_delivery.c.attempts).where(_delivery.c.id == bindparam("delivery_id"))
+FINISH_ATTEMPT = (update(_attempt).where(_attempt.c.id == bindparam("attempt_id"))
+                  .values(outcome=bindparam("b_outcome"), detail=bindparam("b_detail"), finished_at=bindparam("finished"),
+                          duration_ms=bindparam("took_ms"), retry_at=bindparam("retry")))
+# A slow sender whose lease ran out must not overwrite what the next claimer recorded.
+OURS = and_(_delivery.c.id == bindparam("delivery_id"), _delivery.c.claim_token == bindparam("token"))
+# A message handed over; personal_data_shared, once true, stays true.
+SENT = (update(_delivery).where(OURS)
+        .values(status=Status.sent, sent_at=bindparam("sent"), last_error=None, reason_code=None,
+                personal_data_shared=or_(_delivery.c.personal_data_shared, bindparam("shared"))))
 PLANNED_FOR = select(Delivery.cause_event_id, Delivery.recipient, Delivery.channel).where(
     col(Delivery.cause_event_id).in_(bindparam("event_ids", expanding=True)))
 PLANNING = "notify.planning"  # uow.memo key
@@ -324,8 +348,7 @@ class Notify:
         await self.flush_digests(now)
         async with self.uow() as uow:
             await uow.session.connection(execution_options=READ_ONLY)  # the claim checks each row again
-            due = (await uow.session.exec(
-                select(Delivery).where(self._due(now)).order_by(col(Delivery.next_attempt_at)).limit(limit))).all()
+            due = (await uow.session.exec(DUE, params={**self._due_at(now), "limit": limit})).all()
             uow.session.expunge_all()
         # Claimed as many at a time as are sent at once, so a sender that dies leaves no more than
         # those waiting for their lease to run out.
@@ -337,13 +360,9 @@ class Notify:
             sent += len(claims)
         return sent
 
-    def _due(self, now: datetime):
-        lease_over = now - timedelta(seconds=self.settings.send_lease_seconds)
-        return or_(
-            and_(Delivery.status == Status.pending, col(Delivery.next_attempt_at) <= now),
-            # claimed, handed over or not, never recorded: the claimer died; send again, same reference
-            and_(Delivery.status == Status.sending, col(Delivery.claimed_at) <= lease_over),
-        )
+    def _due_at(self, now: datetime) -> dict:
+        """The parameters of IS_DUE at `now`."""
+        return {"due_by": now, "lease_over": now - timedelta(seconds=self.settings.send_lease_seconds)}
 
     async def _claim(self, due: list[Delivery], now: datetime) -> dict[int, Claim]:
         """Claims, in one transaction, those of `due` still due (another sender may have taken some)."""
@@ -351,15 +370,12 @@ class Notify:
         async with self.uow() as uow:
             for delivery in due:
                 token = secrets.token_hex(8)
-                result = await uow.session.exec(
-                    update(Delivery).where(col(Delivery.id) == delivery.id, self._due(now))
-                    .values(status=Status.sending, claimed_at=now, claim_token=token, attempts=Delivery.attempts + 1))
+                result = await uow.session.exec(CLAIM, params={
+                    "delivery_id": delivery.id, **self._due_at(now), "claimed": now, "token": token})
                 if result.rowcount != 1:
                     continue
-                await uow.session.exec(
-                    update(Attempt).where(Attempt.delivery_id == delivery.id, Attempt.outcome == "in_flight")
-                    .values(outcome="interrupted", detail="no outcome recorded: the sender stopped"))
-                number = (await uow.session.exec(select(Delivery.attempts).where(Delivery.id == delivery.id))).one()
+                await uow.session.exec(INTERRUPTED, params={"of_delivery": delivery.id})
+                number = (await uow.session.exec(ATTEMPTS, params={"delivery_id": delivery.id})).one()
                 attempt = Attempt(delivery_id=delivery.id, number=number, started_at=now)
                 uow.session.add(attempt)
                 await uow.session.flush()
@@ -487,13 +503,13 @@ class Notify:
 
     async def _finish_attempt(self, uow: UnitOfWork, claim: Claim, outcome: str, detail: str, started: float,
                               retry_at: datetime | None = None) -> None:
-        await uow.session.exec(update(Attempt).where(Attempt.id == claim.attempt_id).values(
-            outcome=outcome, detail=detail[:200], finished_at=self.now(),
-            duration_ms=int((time.monotonic() - started) * 1000), retry_at=retry_at))
+        await uow.session.exec(FINISH_ATTEMPT, params={
+            "attempt_id": claim.attempt_id, "b_outcome": outcome, "b_detail": detail[:200], "finished": self.now(),
+            "took_ms": int((time.monotonic() - started) * 1000), "retry": retry_at})
 
-    def _ours(self, delivery: Delivery, claim: Claim):
-        # A slow sender whose lease ran out must not overwrite what the next claimer recorded.
-        return and_(col(Delivery.id) == delivery.id, Delivery.claim_token == claim.token)
+    def _ours(self, delivery: Delivery, claim: Claim) -> dict:
+        """The parameters of OURS for this claim."""
+        return {"delivery_id": delivery.id, "token": claim.token}
 
     async def _record_sent(self, delivery: Delivery, claim: Claim, detail: str, shared: bool, started: float) -> None:
         sent = Sent(delivery, claim, detail, shared, started)
@@ -506,13 +522,13 @@ class Notify:
         """Outcomes of messages handed over at about the same time, recorded in one transaction."""
         for done in sent:
             delivery, claim = done.delivery, done.claim
-            values = dict(status=Status.sent, sent_at=self.now(), last_error=None, reason_code=None)
-            if done.shared:
-                values["personal_data_shared"] = True
             if delivery.cause_event_type == "ErasureRequested" and delivery.context.get("person_ref"):
                 # The Art. 17(2) notice is out: notify forgets whom it was about.
-                values["context"] = {**delivery.context, "person_ref": delivery.person_ref}
-            result = await uow.session.exec(update(Delivery).where(self._ours(delivery, claim)).values(**values))
+                statement = SENT.values(context={**delivery.context, "person_ref": delivery.person_ref})
+            else:
+                statement = SENT
+            result = await uow.session.exec(statement, params={
+                **self._ours(delivery, claim), "sent": self.now(), "shared": done.shared})
             if result.rowcount != 1:
                 log.warning("delivery.lease_lost", notification_ref=delivery.notification_ref)
                 continue
@@ -530,8 +546,9 @@ class Notify:
                                   cap=s.retry_max_seconds, retry_after=retry_after)
         retry_at = self.now() + timedelta(seconds=delay)
         async with self.uow() as uow:
-            result = await uow.session.exec(update(Delivery).where(self._ours(delivery, claim)).values(
-                status=Status.pending, next_attempt_at=retry_at, last_error=detail[:300]))
+            result = await uow.session.exec(
+                update(_delivery).where(OURS).values(status=Status.pending, next_attempt_at=retry_at, last_error=detail[:300]),
+                params=self._ours(delivery, claim))
             if result.rowcount != 1:
                 return
             await self._finish_attempt(uow, claim, "temporary", detail, started, retry_at)
@@ -541,8 +558,10 @@ class Notify:
 
     async def _record_failure(self, delivery: Delivery, claim: Claim, reason: str, detail: str, started: float) -> None:
         async with self.uow() as uow:
-            result = await uow.session.exec(update(Delivery).where(self._ours(delivery, claim)).values(
-                status=Status.failed, failed_at=self.now(), last_error=detail[:300], reason_code=reason[:40]))
+            result = await uow.session.exec(
+                update(_delivery).where(OURS).values(status=Status.failed, failed_at=self.now(), last_error=detail[:300],
+                                                     reason_code=reason[:40]),
+                params=self._ours(delivery, claim))
             if result.rowcount != 1:
                 return
             await self._finish_attempt(uow, claim, "permanent" if reason != "exhausted" else "temporary", detail, started)
