@@ -11,10 +11,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
+import structlog
 from sqlalchemy import Table, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = structlog.get_logger("store")
 
 
 def async_url(url: str) -> str:
@@ -216,6 +219,8 @@ class WalCheckpoints:
                     await asyncio.to_thread(connection.execute, "PRAGMA wal_checkpoint(PASSIVE)")
                     self.last_error = None
                 except sqlite3.Error as exc:  # the next round tries again; the log only grows meanwhile
+                    if self.last_error is None:
+                        log.warning("store.checkpoint_failed", store=os.path.basename(self.path), error=type(exc).__name__)
                     self.last_error = type(exc).__name__
         finally:
             connection.close()

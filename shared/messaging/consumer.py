@@ -66,7 +66,7 @@ class Prepared:
 class Entry:
     stream: str
     entry_id: bytes
-    raw: Any
+    raw: bytes | None  # the body as published; None: the entry holds no message
     envelope: Envelope | None = None
     event: Event | None = None
 
