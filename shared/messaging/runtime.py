@@ -150,7 +150,13 @@ class ServiceRuntime:
     def lifespan(self):
         @asynccontextmanager
         async def lifespan(_app: FastAPI):
-            await self.start()
+            try:
+                await self.start()
+            except BaseException:
+                # Subscribers already started would go on handling events while the server exits,
+                # and one still holding the store could keep the process from ever ending.
+                await self.stop()
+                raise
             try:
                 yield
             finally:

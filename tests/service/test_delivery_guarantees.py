@@ -188,3 +188,33 @@ async def test_other_schema_versions_are_read_when_compatible_and_dead_lettered_
     reason = fields[b"reason"].decode()
     assert "RequestAssessed v3" in reason and "v1 reader" in reason and "person_ref" in reason
     await client.aclose()
+
+
+async def test_a_start_that_fails_midway_stops_what_it_had_started(store, make_database, redis_url, namespace):
+    """A subscriber that cannot start (Redis cut at that moment) fails the start; the subscribers
+    started before it stop too, rather than handle events in a process that is exiting."""
+    settings = HousingSettings(redis_url=redis_url, database_url=make_database(store, "housing"), namespace=namespace,
+                               consumer_name="housing-test", poll_interval_ms=50)
+    runtime = ServiceRuntime(settings, tables=HOUSING_TABLES, handlers=Housing(postgres=store == "postgres").handlers())
+    runtime.startup.append(lambda: seed_places(runtime.sessions))
+    subscribers = runtime.consumer.subscribers
+    started: list = []
+
+    def starting(sub):
+        start = sub.start
+
+        async def start_or_fail(*args, **kwargs):
+            if len(started) == len(subscribers) - 1:
+                raise TimeoutError("no answer from Redis within 3 s")  # the last one to start
+            await start(*args, **kwargs)
+            started.append(sub)
+
+        return start_or_fail
+
+    for sub in subscribers:
+        sub.start = starting(sub)
+    with pytest.raises(TimeoutError):
+        async with runtime.lifespan()(None):
+            pass
+    assert len(started) == len(subscribers) - 1
+    assert not any(sub.running for sub in started)
