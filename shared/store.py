@@ -210,18 +210,23 @@ class WalCheckpoints:
         self.last_error: str | None = None
 
     async def run(self) -> None:
-        connection = await asyncio.to_thread(sqlite3.connect, self.path, timeout=LOCK_WAIT_SECONDS,
-                                             check_same_thread=False)
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await asyncio.to_thread(self._checkpoint)
+                self.last_error = None
+            except sqlite3.Error as exc:  # the next round tries again; the log only grows meanwhile
+                if self.last_error is None:
+                    log.warning("store.checkpoint_failed", store=os.path.basename(self.path), error=type(exc).__name__)
+                self.last_error = type(exc).__name__
+
+    def _checkpoint(self) -> None:
+        # A connection of each round's own, opened and closed on its thread: a task cancelled
+        # mid-round leaves the thread to finish, and closing a connection another thread is still
+        # using crashes the process.
+        connection = sqlite3.connect(self.path, timeout=LOCK_WAIT_SECONDS)
         try:
-            while True:
-                await asyncio.sleep(self.every)
-                try:
-                    await asyncio.to_thread(connection.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-                    self.last_error = None
-                except sqlite3.Error as exc:  # the next round tries again; the log only grows meanwhile
-                    if self.last_error is None:
-                        log.warning("store.checkpoint_failed", store=os.path.basename(self.path), error=type(exc).__name__)
-                    self.last_error = type(exc).__name__
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             connection.close()
 

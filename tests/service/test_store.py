@@ -192,3 +192,26 @@ async def test_the_write_ahead_log_is_copied_into_the_store_by_the_checkpoint_ta
             assert other.execute("SELECT count(*) FROM note").fetchone()[0] == 2000
     finally:
         await engine.dispose()
+
+
+async def test_stopping_the_checkpoint_task_midway_leaves_the_store_whole(tmp_path):
+    """The service stops its checkpoint task at any moment, often while a round runs on its thread."""
+    store = tmp_path / "stopping.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{store}", checkpoints_elsewhere=True)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE note (body TEXT NOT NULL)"))
+    try:
+        for round_ in range(30):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO note (body) VALUES (:body)"),
+                                   [{"body": f"{round_}-{n}-" + "x" * 4000} for n in range(20)])
+            task = asyncio.create_task(WalCheckpoints(str(store), every=0).run())
+            await asyncio.sleep(0.001 * (round_ % 5))
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0.2)  # a round left running finishes on its thread
+        with sqlite3.connect(store) as other:
+            assert other.execute("SELECT count(*) FROM note").fetchone()[0] == 600
+            assert other.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        await engine.dispose()
