@@ -8,6 +8,7 @@ import sqlite3
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiosqlite
@@ -208,12 +209,15 @@ class WalCheckpoints:
         self.path = path
         self.every = every
         self.last_error: str | None = None
+        # One thread of its own: rounds spread over the default pool's threads left memory in each.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-checkpoints")
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.every)
             try:
-                await asyncio.to_thread(self._checkpoint)
+                await loop.run_in_executor(self._thread, self._checkpoint)
                 self.last_error = None
             except sqlite3.Error as exc:  # the next round tries again; the log only grows meanwhile
                 if self.last_error is None:
