@@ -168,15 +168,26 @@ async def test_writers_of_one_process_take_turns_and_one_held_by_another_process
         await engine.dispose()
 
 
-async def test_the_write_ahead_log_is_copied_into_the_store_by_the_checkpoint_task_not_by_commits(tmp_path):
-    store = tmp_path / "checkpoints.db"
+async def _notes_store(store):
+    """A store whose connections leave checkpoints to a WalCheckpoints task, with a table of notes."""
     engine = make_engine(f"sqlite+aiosqlite:///{store}", checkpoints_elsewhere=True)
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE note (body TEXT NOT NULL)"))
+    return engine
+
+
+async def _write_pages(engine, batch: int, notes: int) -> None:
+    """`notes` rows of about a page each, in one transaction."""
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO note (body) VALUES (:body)"),
+                           [{"body": f"{batch}-{n}-" + "x" * 4000} for n in range(notes)])
+
+
+async def test_the_write_ahead_log_is_copied_into_the_store_by_the_checkpoint_task_not_by_commits(tmp_path):
+    store = tmp_path / "checkpoints.db"
+    engine = await _notes_store(store)
     for batch in range(40):  # about 2,000 pages of log, twice what makes a commit checkpoint by default
-        async with engine.begin() as conn:
-            await conn.execute(text("INSERT INTO note (body) VALUES (:body)"),
-                               [{"body": f"{batch}-{n}-" + "x" * 4000} for n in range(50)])
+        await _write_pages(engine, batch, 50)
     try:
         assert store.stat().st_size < 100_000, "a commit copied the log into the store"
         checkpoints = WalCheckpoints(str(store), every=0.05)
@@ -197,14 +208,10 @@ async def test_the_write_ahead_log_is_copied_into_the_store_by_the_checkpoint_ta
 async def test_stopping_the_checkpoint_task_midway_leaves_the_store_whole(tmp_path):
     """The service stops its checkpoint task at any moment, often while a round runs on its thread."""
     store = tmp_path / "stopping.db"
-    engine = make_engine(f"sqlite+aiosqlite:///{store}", checkpoints_elsewhere=True)
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE note (body TEXT NOT NULL)"))
+    engine = await _notes_store(store)
     try:
         for round_ in range(30):
-            async with engine.begin() as conn:
-                await conn.execute(text("INSERT INTO note (body) VALUES (:body)"),
-                                   [{"body": f"{round_}-{n}-" + "x" * 4000} for n in range(20)])
+            await _write_pages(engine, round_, 20)
             task = asyncio.create_task(WalCheckpoints(str(store), every=0).run())
             await asyncio.sleep(0.001 * (round_ % 5))
             task.cancel()
