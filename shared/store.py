@@ -37,7 +37,11 @@ def sqlite_path(url: str) -> str | None:
     """The file of a SQLite store (None for PostgreSQL or a database in memory)."""
     if not is_sqlite(url):
         return None
-    path = async_url(url).split(":///", 1)[1]
+    return _file_of(async_url(url).split(":///", 1)[1])
+
+
+def _file_of(path: str) -> str | None:
+    """The file behind a SQLite database path (None for one in memory or given as a URI)."""
     return None if not path or path == ":memory:" or path.startswith("file:") else path
 
 
@@ -93,7 +97,7 @@ class _FewerHops(aiosqlite.Connection):
         # A connection left unclosed (an engine never disposed) must not keep the process from
         # exiting, as its thread otherwise would; SQLite's journal makes an exit mid-write safe.
         self._thread.daemon = True
-        self._path = "" if not path or path == ":memory:" or path.startswith("file:") else os.path.realpath(path)
+        self._path = os.path.realpath(file) if (file := _file_of(path)) else ""
         self._writer_turn: asyncio.Lock | None = None  # held from BEGIN IMMEDIATE to the transaction's end
 
     async def _execute(self, fn, *args, **kwargs):
