@@ -2,8 +2,16 @@
 
 import argparse
 import importlib
+import sys
 
-import uvicorn
+# Optional in every library that would load them here (structlog's pretty tracebacks, Mako's
+# highlighted error pages): a service writes JSON lines and no HTML traceback, and the two
+# would hold about 10 MB in each service for nothing. The `refuge` CLI, another process, keeps rich.
+NOT_LOADED = ("rich", "pygments")
+for _name in NOT_LOADED:
+    sys.modules.setdefault(_name, None)
+
+import uvicorn  # noqa: E402
 
 SERVICES = ("intake", "housing", "referrals", "notify")
 

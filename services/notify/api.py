@@ -308,6 +308,7 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
                 await uow.commit()
             except IntegrityError:
                 raise HTTPException(status.HTTP_409_CONFLICT, "a rule with that name exists") from None
+        await notify.read_rules()
         return RuleOut(**row.model_dump())
 
     @router.put("/rules/{rule_id}", response_model=RuleOut, tags=["rules"])
@@ -325,6 +326,7 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
                 await uow.commit()
             except IntegrityError:
                 raise HTTPException(status.HTTP_409_CONFLICT, "a rule with that name exists") from None
+        await notify.read_rules()
         return RuleOut(**row.model_dump())
 
     @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["rules"])
@@ -335,6 +337,7 @@ def build_router(runtime: ServiceRuntime, notify: Notify) -> APIRouter:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, "no such rule")
             await uow.session.delete(row)
             await uow.commit()
+        await notify.read_rules()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     # --- partner recipients ------------------------------------------------------------------------------

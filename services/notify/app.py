@@ -27,7 +27,9 @@ def create_app(settings: NotifySettings | None = None, *, clock=None) -> FastAPI
         runtime.startup.append(lambda: seed_rules(runtime.uow))
     if settings.seed_partners:
         runtime.startup.append(lambda: seed_partners(runtime.uow, settings.seed_partners))
+    runtime.startup.append(notify.read_rules)  # after the seeds, before the first event is read
     runtime.background.append(notify.run_sender)
+    runtime.background.append(notify.follow_rules)
 
     async def delivery_gauges() -> None:
         async with runtime.sessions() as session:

@@ -94,6 +94,9 @@ SENT = (update(_delivery).where(OURS)
 PLANNED_FOR = select(Delivery.cause_event_id, Delivery.recipient, Delivery.channel).where(
     col(Delivery.cause_event_id).in_(bindparam("event_ids", expanding=True)))
 PLANNING = "notify.planning"  # uow.memo key
+ENABLED_WHENS = select(Rule.event_type, Rule.when).where(col(Rule.enabled).is_(True))
+# Notify keeps its own copy of these whatever the rules say.
+PROJECTED = frozenset({"ConsentGiven", "ConsentWithdrawn", "ErasureRequested"})
 
 
 @dataclass
@@ -160,14 +163,46 @@ class Notify:
         self._sent = GroupCommit(uow, self._write_sent)  # each group in one unit of work, with its events
         self._client: httpx.AsyncClient | None = None
         self._wake = asyncio.Event()
+        self._rule_book: dict[str, list[dict]] | None = None  # event type -> `when` of each enabled rule
 
     def wake(self) -> None:
         self._wake.set()
 
     def handlers(self) -> dict:
         # Every event notify reads, so a rule staff add later for any of them takes effect without a deploy.
-        handle = Prepared(self.on_event, self.prepare_planning)
+        handle = Prepared(self.on_event, self.prepare_planning, self.concerns)
         return dict.fromkeys(readable_event_types(), handle)
+
+    # --- which events concern anyone: most do not, and those are acknowledged without a transaction
+
+    def concerns(self, envelope: Envelope, event) -> bool:
+        if envelope.type in PROJECTED or self._rule_book is None:
+            return True
+        whens = self._rule_book.get(envelope.type)
+        if not whens:
+            return False
+        fields = event.model_dump(mode="json")
+        return any(domain.rule_matches(when, fields) for when in whens)
+
+    async def read_rules(self) -> None:
+        """After every rule change made here; and every `rules_refresh_seconds` for changes made
+        through another replica."""
+        book: dict[str, list[dict]] = {}
+        async with self.uow.sessions() as session:
+            await session.connection(execution_options=READ_ONLY)
+            for event_type, when in (await session.exec(ENABLED_WHENS)).all():
+                book.setdefault(event_type, []).append(when or {})
+        self._rule_book = book
+
+    async def follow_rules(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.rules_refresh_seconds)
+            try:
+                await self.read_rules()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("rules.read_failed", error=type(exc).__name__)
 
     async def prepare_planning(self, uow: UnitOfWork, events: list) -> None:
         types = {envelope.type for envelope, _ in events}

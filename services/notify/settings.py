@@ -46,6 +46,8 @@ class NotifySettings(ServiceSettings):
     send_concurrency: int = Field(4, ge=1)
     sender_poll_seconds: float = Field(1.0, gt=0)
     alert_staff_on_failure: bool = True
+    rules_refresh_seconds: float = Field(
+        5.0, gt=0, description="how soon a rule changed through another replica applies here (at once on this one)")
 
     # staff alerts: quiet hours and digests (local time of the refuge)
     timezone: str = "Europe/Brussels"

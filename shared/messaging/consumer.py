@@ -53,10 +53,13 @@ Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
 @dataclass(frozen=True)
 class Prepared:
     """A handler whose store reads for a run of events are made once, by `prepare(uow, [(envelope,
-    event), ...])`, which leaves them in `uow.memo`; the handler defers its writes (`uow.defer`)."""
+    event), ...])`, which leaves them in `uow.memo`; the handler defers its writes (`uow.defer`).
+    `concerns(envelope, event)`, when given, says from memory whether the event needs the handler at
+    all: one that does not is acknowledged without a unit of work."""
 
     handle: Handler
     prepare: Callable[[UnitOfWork, list[tuple[Envelope, Event]]], Awaitable[None]]
+    concerns: Callable[[Envelope, Event], bool] | None = None
 
     async def __call__(self, uow: UnitOfWork, envelope: Envelope, event: Any) -> None:
         await self.handle(uow, envelope, event)
@@ -177,7 +180,7 @@ class EventConsumer:
             reason = self._parse(entry)
             if reason is not None:
                 await self._dead_letter(entry, reason, deliveries=1)
-            elif entry.envelope.type in self.handlers:
+            elif self._concerned(entry):
                 useful.append(entry)
             else:
                 ignored.append(entry)
@@ -211,6 +214,13 @@ class EventConsumer:
                     "consumer.handler_failed", event_id=entry.envelope.event_id,
                     event_type=entry.envelope.type, error=type(exc).__name__,
                 )
+
+    def _concerned(self, entry: Entry) -> bool:
+        handler = self.handlers.get(entry.envelope.type)
+        if handler is None:
+            return False
+        concerns = getattr(handler, "concerns", None)
+        return concerns is None or concerns(entry.envelope, entry.event)
 
     def _parse(self, entry: Entry) -> str | None:
         if entry.raw is None:

@@ -21,9 +21,10 @@ from shared.auth import DEV_SECRET, TokenSigner
 from shared.events import Envelope, stream_name
 from shared.events.codes import ExitDestination, PlaceKind
 from shared.events.housing import PersonAdmitted, PersonDischarged, PersonWaitlisted, PlaceFreed, StayEnding
-from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequested
+from shared.events.codes import Decision, Track
+from shared.events.intake import ConsentGiven, ConsentWithdrawn, ErasureRequested, RequestAssessed
 from shared.events.referrals import ReferralMade
-from shared.messaging import OutboxEntry
+from shared.messaging import InboxEntry, OutboxEntry
 from shared.messaging.consumer import Entry
 from shared.testing.smtp_sink import SmtpSink
 from shared.testing.webhook_receiver import WebhookReceiver
@@ -527,6 +528,48 @@ async def test_a_rule_staff_add_or_disable_takes_effect_without_a_restart(notify
     assert await until(lambda: [m for m in mails_to(smtp_sink, HOUSING) if "P-exit2" in m["Subject"]])
     await asyncio.sleep(0.3)
     assert [m for m in mails_to(smtp_sink, COORDINATOR) if "P-exit2" in m["Subject"]] == []
+
+
+@on_sqlite
+async def test_an_event_no_rule_concerns_is_acknowledged_without_a_transaction_and_a_rule_changed_elsewhere_follows(
+        start_notify, smtp_sink, redis_url):
+    """Rules are read from memory to skip events that concern no one; a change made through another
+    replica (here: straight in the store) is followed within `rules_refresh_seconds`."""
+    notify = await start_notify(rules_refresh_seconds=0.1)
+
+    async def set_admissions_rule(enabled: bool) -> None:
+        async with notify.runtime.sessions() as session:
+            await session.exec(update(Rule).where(col(Rule.name) == "admission-to-coordinator").values(enabled=enabled))
+            await session.commit()
+        await asyncio.sleep(0.4)
+
+    async def inbox_has(envelope: Envelope) -> bool:
+        async with notify.runtime.sessions() as session:
+            return (await session.exec(select(InboxEntry).where(InboxEntry.event_id == envelope.event_id))).first() is not None
+
+    def admissions(person: str) -> list:
+        return [m for m in mails_to(smtp_sink, COORDINATOR) if person in m["Subject"]]
+
+    async def nothing_pending() -> bool:
+        client = await notify.runtime.broker.connect()
+        groups = await client.xinfo_groups(stream_name(notify.namespace, "housing"))
+        return all(g["pending"] == 0 and g["lag"] == 0 for g in groups)
+
+    adult = RequestAssessed(request_ref="R-adult", person_ref="P-adult", decision=Decision.accommodate,
+                            track=Track.youth, place_kind=PlaceKind.emergency)
+    minor = RequestAssessed(request_ref="R-minor", person_ref="P-minor", decision=Decision.refer, track=Track.minor)
+    assert not notify.notify.concerns(Envelope.wrap(adult), adult)  # the minors' rule does not match
+    assert notify.notify.concerns(Envelope.wrap(minor), minor)
+
+    await set_admissions_rule(False)
+    quiet = await notify.publish(admitted("P-quiet"))
+    assert await until(nothing_pending)
+    assert not await inbox_has(quiet) and await notify.rows(person_ref="P-quiet") == []
+
+    await set_admissions_rule(True)
+    loud = await notify.publish(admitted("P-loud"))
+    assert await until(lambda: admissions("P-loud"))
+    assert await inbox_has(loud) and admissions("P-quiet") == []
 
 
 # --- replicas -----------------------------------------------------------------------------------------
