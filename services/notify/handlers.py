@@ -164,6 +164,7 @@ class Notify:
         self._client: httpx.AsyncClient | None = None
         self._wake = asyncio.Event()
         self._rule_book: dict[str, list[dict]] | None = None  # event type -> `when` of each enabled rule
+        self._digests_due_check = 0.0  # time.monotonic() of the next look for digests due
 
     def wake(self) -> None:
         self._wake.set()
@@ -379,30 +380,30 @@ class Notify:
 
     async def send_due(self, limit: int = 50) -> int:
         await self.open_channels()
-        now = self.now()
-        await self.flush_digests(now)
-        async with self.uow() as uow:
-            await uow.session.connection(execution_options=READ_ONLY)  # the claim checks each row again
-            due = (await uow.session.exec(DUE, params={**self._due_at(now), "limit": limit})).all()
-            uow.session.expunge_all()
+        if time.monotonic() >= self._digests_due_check:  # digests fall due once a day: no need on every wake
+            self._digests_due_check = time.monotonic() + self.settings.sender_poll_seconds
+            await self.flush_digests(self.now())
         # Claimed as many at a time as are sent at once, so a sender that dies leaves no more than
         # those waiting for their lease to run out.
         sent, at_once = 0, self.settings.send_concurrency
-        for start in range(0, len(due), at_once):
-            group = due[start:start + at_once]
-            claims = await self._claim(group, self.now())
+        while sent < limit:
+            group, claims, more = await self._claim_due(at_once, self.now())
             await asyncio.gather(*(self._deliver(d, claims[d.id]) for d in group if d.id in claims))
             sent += len(claims)
+            if not more:
+                break
         return sent
 
     def _due_at(self, now: datetime) -> dict:
         """The parameters of IS_DUE at `now`."""
         return {"due_by": now, "lease_over": now - timedelta(seconds=self.settings.send_lease_seconds)}
 
-    async def _claim(self, due: list[Delivery], now: datetime) -> dict[int, Claim]:
-        """Claims, in one transaction, those of `due` still due (another sender may have taken some)."""
+    async def _claim_due(self, at_most: int, now: datetime) -> tuple[list[Delivery], dict[int, Claim], bool]:
+        """Finds and claims up to `at_most` due deliveries in one transaction; each claim checks its
+        row again, as another replica may have taken it. Also says whether more may be due."""
         claims: dict[int, Claim] = {}
         async with self.uow() as uow:
+            due = (await uow.session.exec(DUE, params={**self._due_at(now), "limit": at_most})).all()
             for delivery in due:
                 token = secrets.token_hex(8)
                 result = await uow.session.exec(CLAIM, params={
@@ -419,7 +420,7 @@ class Notify:
         for delivery in due:
             if delivery.id in claims:
                 delivery.attempts = claims[delivery.id].number
-        return claims
+        return list(due), claims, len(due) == at_most
 
     async def _deliver(self, delivery: Delivery, claim: Claim) -> None:
         started = time.monotonic()
