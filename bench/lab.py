@@ -169,6 +169,12 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user and system) the process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 async def _create_database(admin_url: str, name: str) -> str:
     import asyncpg
 

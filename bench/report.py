@@ -97,6 +97,9 @@ def table_rows(scenarios: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("end-to-end", f"{rate}/s backlog growth/s, missing mails, failures",
                      f"{_fmt(r.get('backlog_growth_per_s'), 1)}, {r.get('missing_mails')}, {r.get('failures')}",
                      f"{r.get('backlog_before')} earlier in flight"))
+        if cpu := r.get("cpu_ms_per_request"):
+            rows.append(("end-to-end", f"{rate}/s CPU per request, ms: " + " / ".join(name[0] for name in cpu),
+                         " / ".join(_fmt(v, 1) for v in cpu.values()), f"total {_fmt(sum(cpu.values()), 1)}"))
         if r.get("stopped_early_overloaded"):
             rows.append(("end-to-end", f"{rate}/s OVERLOADED: sending stopped",
                          f"after {r['requests']:,} requests, {r['sending_s']:.1f} s", ""))

@@ -25,7 +25,7 @@ from .events import HANDLER_LOADS, follow_group, preload, request_assessed
 from .http_client import Client
 from shared.testing.redis_server import free_port
 
-from .lab import ROOT, Lab, rss_mb, wait_healthy
+from .lab import ROOT, Lab, cpu_s, rss_mb, wait_healthy
 from .sizes import Sizes
 from .stats import latency_summary, ratio, slope
 
@@ -384,8 +384,13 @@ async def whole_stack(lab: Lab, sizes: Sizes, hop: dict | None, bare: dict | Non
         rates, samples = {}, {}
         earlier: set[str] = set()
         for rate in sizes.e2e_rates:
+            cpu_before = {name: cpu_s(stack.services[name].process.pid) for name in SERVICES}
             figures, samples[str(rate)] = await steady_rate(lab, stack.services["intake"], rate, sizes.e2e_seconds,
                                                             sizes.e2e_settle_seconds, earlier)
+            # Where a request's cost lands: from its first post until its mails arrived (or settling gave up).
+            figures["cpu_ms_per_request"] = {
+                name: (cpu_s(stack.services[name].process.pid) - cpu_before[name]) * 1000 / max(figures["requests"], 1)
+                for name in SERVICES}
             earlier |= samples[str(rate)].pop("requests")
             for p in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
                 figures["latency"][f"{p}_ratio_to_hop"] = ratio(figures["latency"].get(p), (hop or {}).get(p))

@@ -64,6 +64,8 @@ def test_the_quick_benchmark_measures_every_scenario_and_writes_json_and_plot(tm
         latency = measured["latency"]
         assert all(is_number(latency[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "p99_ms_ratio_to_hop"))
         assert is_number(measured["backlog_growth_per_s"])
+        # Every service did work for the requests (intake records them, each other service reacts).
+        assert all(measured["cpu_ms_per_request"][service] > 0 for service in SERVICES), (rate, measured)
 
     api = scenarios["intake_api"]
     assert api["bare"]["requests_per_s"] > 0 and api["intake"]["requests_per_s"] > 0
