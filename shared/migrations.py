@@ -11,15 +11,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import MetaData, Table, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.store import is_sqlite, make_engine
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+from shared.store import READ_ONLY, is_sqlite, make_engine
 
 SERVICES = ("intake", "housing", "referrals", "notify")
 # store -> (service that owns it, folder of its migrations); intake's key store is a database apart.
@@ -38,6 +42,8 @@ def has_migrations(store: str) -> bool:
 
 
 def alembic_config(service: str, connection=None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir(service)))
     config.attributes["connection"] = connection
@@ -67,8 +73,48 @@ def run_env(service: str, tables: list[Table]) -> None:
         context.run_migrations()
 
 
+_REVISION = re.compile(r"^revision\b[^=\n]*=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=\s*(?:['\"]([^'\"]+)['\"]|(None))\s*$", re.M)
+
+
+def newest_revision(store: str) -> str | None:
+    """The one head of a store's migrations, read from their files; None when alembic must say
+    (a merge of branches, or a file this reading does not follow)."""
+    revisions, parents = set(), set()
+    for path in (migrations_dir(store) / "versions").glob("*.py"):
+        source = path.read_text()
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision.group(1))
+        if down.group(1):
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+async def at_newest_revision(engine: AsyncEngine, store: str) -> bool:
+    head = newest_revision(store)
+    if head is None:
+        return False
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(**READ_ONLY)
+            found = (await conn.execute(text(f"SELECT version_num FROM alembic_version_{store}"))).scalars().all()
+    except DBAPIError:  # no version table: a new store
+        return False
+    return found == [head]
+
+
 async def upgrade(engine: AsyncEngine, service: str, revision: str = "head") -> None:
+    # A service restarted on a store already up to date does not load alembic, which it would hold
+    # (about 6 MB) for the rest of its life.
+    if revision == "head" and await at_newest_revision(engine, service):
+        return
+
     def run(sync_conn) -> None:
+        from alembic import command
+
         command.upgrade(alembic_config(service, sync_conn), revision)
 
     if not is_sqlite(str(engine.url)):
@@ -103,6 +149,8 @@ async def _revision(service: str, message: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite+aiosqlite:///{tmp}/scratch.db")
         await upgrade(engine, service)
+        from alembic import command
+
         async with engine.begin() as conn:
             await conn.run_sync(lambda c: command.revision(alembic_config(service, c), message=message, autogenerate=True))
         await engine.dispose()

@@ -1,12 +1,18 @@
 """Every service's store upgrades by its migrations: from empty, and from the walking skeleton's
 schema holding data, on SQLite and PostgreSQL, keeping every row."""
 
+import asyncio
+import subprocess
+import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, Boolean, Date, DateTime, Integer, MetaData, String, Text, func, inspect, select
 
-from shared.migrations import SERVICES, current, upgrade
+from shared.migrations import SERVICES, STORES, alembic_config, current, newest_revision, upgrade
 from shared.store import make_engine
 from tests.conftest import store_kinds
 
@@ -101,3 +107,51 @@ async def test_intake_key_store_is_made_by_its_migration_and_one_made_before_kee
     assert await current(before, "intake_keys") == "0001"
     assert await row_counts(before, counts) == {"intake_person_key": 2}
     await before.dispose()
+
+
+def test_the_newest_revision_read_from_the_files_is_alembics_head():
+    for store in STORES:
+        assert [newest_revision(store)] == ScriptDirectory.from_config(alembic_config(store)).get_heads(), store
+
+
+ROOT = Path(__file__).resolve().parents[2]
+UP_TO_DATE_CHECK = """
+import asyncio, sys
+from shared.migrations import upgrade
+from shared.store import make_engine
+
+async def main(url):
+    engine = make_engine(url)
+    await upgrade(engine, "housing")
+    await engine.dispose()
+    print("alembic loaded" if "alembic" in sys.modules else "alembic not loaded")
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("store", store_kinds())
+async def test_a_service_restarted_on_an_up_to_date_store_does_not_load_alembic(store, make_database):
+    """Alembic stays in memory once loaded: a restart on a store at its newest revision skips it;
+    a new store, or one left a revision behind by an older release, is upgraded by it."""
+    url = make_database(store, "housing")
+
+    async def start() -> str:
+        run = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", UP_TO_DATE_CHECK, url], cwd=ROOT,
+                                      capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run.stdout.strip().splitlines()[-1]
+
+    assert await start() == "alembic loaded"  # a new store
+    assert await start() == "alembic not loaded"
+
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config("housing", c), "0002"))
+            await conn.commit()
+        assert await current(engine, "housing") == "0002"
+        assert await start() == "alembic loaded"
+        assert await current(engine, "housing") == newest_revision("housing") == "0003"
+    finally:
+        await engine.dispose()
