@@ -74,7 +74,7 @@ def run_env(service: str, tables: list[Table]) -> None:
 
 
 _REVISION = re.compile(r"^revision\b[^=\n]*=\s*['\"]([^'\"]+)['\"]", re.M)
-_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=\s*(?:['\"]([^'\"]+)['\"]|(None))\s*$", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=\s*(?:['\"]([^'\"]+)['\"]|None)\s*$", re.M)
 
 
 def newest_revision(store: str) -> str | None:

@@ -5,8 +5,9 @@ import importlib
 import sys
 
 # Optional in every library that would load them here (structlog's pretty tracebacks, Mako's
-# highlighted error pages): a service writes JSON lines and no HTML traceback, and the two
-# would hold about 10 MB in each service for nothing. The `refuge` CLI, another process, keeps rich.
+# highlighted error pages, httpx's command-line client): a service writes JSON lines and no HTML
+# traceback, and the two would hold about 10 MB in each service for nothing. The `refuge` command,
+# a process of its own, still uses rich.
 NOT_LOADED = ("rich", "pygments")
 for _name in NOT_LOADED:
     sys.modules.setdefault(_name, None)
