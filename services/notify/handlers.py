@@ -345,12 +345,20 @@ class Notify:
 
     # --- sending ----------------------------------------------------------------------------
 
-    async def open_channels(self) -> None:
+    def _http(self) -> httpx.AsyncClient:
+        """Made at the first webhook or referral link: its TLS context loads the CA bundle, about
+        3 MB held for good, which a refuge whose partners all take mail never needs."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False)
-            self.webhooks = WebhookChannel(self._client)
-            self.links = ReferralLinks(self._client, self.settings.referrals_url, self.signer,
-                                       self.settings.referrals_timeout)
+        return self._client
+
+    @property
+    def webhooks(self) -> WebhookChannel:
+        return WebhookChannel(self._http())
+
+    @property
+    def links(self) -> ReferralLinks:
+        return ReferralLinks(self._http(), self.settings.referrals_url, self.signer, self.settings.referrals_timeout)
 
     async def close_channels(self) -> None:
         await self.email.close()
@@ -359,7 +367,6 @@ class Notify:
             self._client = None
 
     async def run_sender(self) -> None:
-        await self.open_channels()
         try:
             while True:
                 try:
@@ -379,7 +386,6 @@ class Notify:
             await self.close_channels()
 
     async def send_due(self, limit: int = 50) -> int:
-        await self.open_channels()
         if time.monotonic() >= self._digests_due_check:  # digests fall due once a day: no need on every wake
             self._digests_due_check = time.monotonic() + self.settings.sender_poll_seconds
             await self.flush_digests(self.now())
