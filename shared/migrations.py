@@ -93,17 +93,19 @@ def newest_revision(store: str) -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-async def at_newest_revision(engine: AsyncEngine, store: str) -> bool:
-    head = newest_revision(store)
-    if head is None:
-        return False
+async def _revisions(engine: AsyncEngine, store: str) -> list[str]:
+    """The revisions the store's version table names (none for a new store), read without alembic."""
     try:
         async with engine.connect() as conn:
             await conn.execution_options(**READ_ONLY)
-            found = (await conn.execute(text(f"SELECT version_num FROM alembic_version_{store}"))).scalars().all()
+            return list((await conn.execute(text(f"SELECT version_num FROM alembic_version_{store}"))).scalars().all())
     except DBAPIError:  # no version table: a new store
-        return False
-    return found == [head]
+        return []
+
+
+async def at_newest_revision(engine: AsyncEngine, store: str) -> bool:
+    head = newest_revision(store)
+    return head is not None and await _revisions(engine, store) == [head]
 
 
 async def upgrade(engine: AsyncEngine, service: str, revision: str = "head") -> None:
@@ -138,11 +140,10 @@ async def upgrade(engine: AsyncEngine, service: str, revision: str = "head") -> 
 
 
 async def current(engine: AsyncEngine, service: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    async with engine.connect() as conn:
-        return await conn.run_sync(lambda c: MigrationContext.configure(
-            c, opts={"version_table": f"alembic_version_{service}"}).get_current_revision())
+    found = await _revisions(engine, service)
+    if len(found) > 1:
+        raise RuntimeError(f"{service}: the store is at several revisions: {', '.join(found)}")
+    return found[0] if found else None
 
 
 async def _revision(service: str, message: str) -> None:
