@@ -122,6 +122,10 @@ def table_rows(scenarios: dict) -> list[tuple[str, str, str, str]]:
             rows.append(("footprint", f"{service} RSS idle / after load, MB",
                          f"{_fmt(rss['idle'], 0)} / {_fmt(rss['after_load'], 0)}",
                          f"{_x(rss.get('after_load_ratio_to_bare'))} bare"))
+        if idle_cpu := fp.get("idle_cpu_ms_per_s"):
+            rows.append(("footprint", "idle CPU, ms per s: i / h / r / n",
+                         " / ".join(_fmt(v, 1) for v in idle_cpu.values()),
+                         f"total {_fmt(sum(idle_cpu.values()), 1)}"))
     d = scenarios.get("backlog_drain", {})
     if "error" not in d and d:
         rows.append(("backlog drain", f"{d['service']}: {d['events']:,} events, s from restart",

@@ -379,7 +379,12 @@ async def whole_stack(lab: Lab, sizes: Sizes, hop: dict | None, bare: dict | Non
     stack, seconds = await cold_start(lab, "end-to-end")
     startups.append(seconds)
     try:
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)
+        cpu_before = {name: cpu_s(stack.services[name].process.pid) for name in SERVICES}
+        await asyncio.sleep(sizes.idle_seconds)
+        # What the stack costs a machine with nothing to do: polls, checkpoints, watchdogs.
+        idle_cpu = {name: (cpu_s(stack.services[name].process.pid) - cpu_before[name]) * 1000 / sizes.idle_seconds
+                    for name in SERVICES}
         idle = {name: rss_mb(stack.services[name].process.pid) for name in SERVICES}
         rates, samples = {}, {}
         earlier: set[str] = set()
@@ -413,6 +418,7 @@ async def whole_stack(lab: Lab, sizes: Sizes, hop: dict | None, bare: dict | Non
             for name in SERVICES
         },
         "bare_rss_mb": {"idle": bare.get("rss_mb_idle"), "after_load": bare.get("rss_mb_after_load")},
+        "idle_cpu_ms_per_s": idle_cpu,
     }
     end_to_end = {
         "rates": rates,

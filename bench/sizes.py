@@ -18,6 +18,7 @@ class Sizes:
     api_seconds: float  # measured window of the intake API scenario, per endpoint
     api_warmup_seconds: float
     startup_runs: int  # cold starts of the four services (the end-to-end stack's start is the last)
+    idle_seconds: float  # the last stack left alone after its start: its CPU while idle
     drain_events: int  # queued while a service is stopped
     drain_timeout: float  # likewise for the backlog drain
 
@@ -29,12 +30,12 @@ FULL = Sizes(
     baseline_events=20_000, hop_samples=500, handler_events=20_000, handler_timeout=300.0,
     e2e_rates=(20, 100, 300), e2e_seconds=30.0, e2e_settle_seconds=90.0,
     api_concurrency=32, api_seconds=15.0, api_warmup_seconds=2.0,
-    startup_runs=3, drain_events=100_000, drain_timeout=600.0,
+    startup_runs=3, idle_seconds=10.0, drain_events=100_000, drain_timeout=600.0,
 )
 
 QUICK = Sizes(
     baseline_events=2_000, hop_samples=100, handler_events=500, handler_timeout=120.0,
     e2e_rates=(20, 100, 300), e2e_seconds=1.0, e2e_settle_seconds=20.0,
     api_concurrency=32, api_seconds=2.0, api_warmup_seconds=1.0,
-    startup_runs=1, drain_events=500, drain_timeout=120.0,
+    startup_runs=1, idle_seconds=2.0, drain_events=500, drain_timeout=120.0,
 )

@@ -213,6 +213,8 @@ class WalCheckpoints:
         self.path = path
         self.every = every
         self.last_error: str | None = None
+        self.rounds = 0  # rounds that opened the store; a quiet store is not opened
+        self._copied: tuple[int, int] | None = None  # the log's (size, time) when a round last copied all of it
         # One thread of its own: rounds spread over the default pool's threads left memory in each.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-checkpoints")
 
@@ -220,23 +222,38 @@ class WalCheckpoints:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.every)
+            # Nothing written since a round copied the whole log: opening the store would cost a
+            # thread hop, a connection and its locks twice a second for nothing.
+            wal = self._wal_state()
+            if wal is not None and wal == self._copied:
+                continue
             try:
-                await loop.run_in_executor(self._thread, self._checkpoint)
+                await loop.run_in_executor(self._thread, self._checkpoint, wal)
                 self.last_error = None
             except sqlite3.Error as exc:  # the next round tries again; the log only grows meanwhile
                 if self.last_error is None:
                     log.warning("store.checkpoint_failed", store=os.path.basename(self.path), error=type(exc).__name__)
                 self.last_error = type(exc).__name__
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, wal: tuple[int, int] | None) -> None:
         # A connection of each round's own, opened and closed on its thread: a task cancelled
         # mid-round leaves the thread to finish, and closing a connection another thread is still
         # using crashes the process.
+        self.rounds += 1
         connection = sqlite3.connect(self.path, timeout=LOCK_WAIT_SECONDS)
         try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
             connection.close()
+        # A reader still on older pages keeps some of the log from being copied: the next round tries again.
+        self._copied = wal if frames == copied else None
+
+    def _wal_state(self) -> tuple[int, int] | None:
+        try:
+            status = os.stat(self.path + "-wal")
+        except FileNotFoundError:
+            return None
+        return status.st_size, status.st_mtime_ns
 
 
 class GroupCommit:

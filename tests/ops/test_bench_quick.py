@@ -75,6 +75,7 @@ def test_the_quick_benchmark_measures_every_scenario_and_writes_json_and_plot(tm
     assert is_number(footprint["startup_s"]) and is_number(footprint["startup_ratio_to_bare"])
     for service in SERVICES:
         assert all(is_number(footprint["rss_mb"][service][k]) for k in ("idle", "after_load", "after_load_ratio_to_bare"))
+        assert is_number(footprint["idle_cpu_ms_per_s"][service])
 
     drain = scenarios["backlog_drain"]
     assert drain["completed"] is True and drain["acknowledged"] == drain["events"]

@@ -205,6 +205,40 @@ async def test_the_write_ahead_log_is_copied_into_the_store_by_the_checkpoint_ta
         await engine.dispose()
 
 
+async def test_a_quiet_store_is_not_opened_by_the_checkpoint_task_and_a_later_write_is_still_copied(tmp_path):
+    """An idle service does not open its store twice a second; the first write after a quiet
+    while is copied into the store as promptly as any other."""
+    store = tmp_path / "quiet.db"
+    engine = await _notes_store(store)
+    checkpoints = WalCheckpoints(str(store), every=0.01)
+    task = asyncio.create_task(checkpoints.run())
+
+    async def copied_beyond(size: int) -> bool:
+        for _ in range(200):
+            if store.stat().st_size > size:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    try:
+        await _write_pages(engine, 0, 50)
+        assert await copied_beyond(150_000)
+        await asyncio.sleep(0.2)  # the rounds under way when it was copied have ended
+        rounds = checkpoints.rounds
+        await asyncio.sleep(0.3)  # about 30 rounds' time, nothing written
+        assert checkpoints.rounds == rounds
+
+        await _write_pages(engine, 1, 50)
+        assert await copied_beyond(350_000)
+        assert checkpoints.rounds > rounds and checkpoints.last_error is None
+        with sqlite3.connect(store) as other:
+            assert other.execute("SELECT count(*) FROM note").fetchone()[0] == 100
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await engine.dispose()
+
+
 async def test_stopping_the_checkpoint_task_midway_leaves_the_store_whole(tmp_path):
     """The service stops its checkpoint task at any moment, often while a round runs on its thread."""
     store = tmp_path / "stopping.db"
