@@ -23,7 +23,9 @@ class ServiceSettings(BaseSettings):
     namespace: str = Field("refuge", description="prefix of every stream name; tests use their own")
     consumer_name: str = ""
     batch_size: int = Field(500, ge=1, le=1000)
-    poll_interval_ms: int = Field(200, ge=10)
+    # A read returns as soon as an event arrives: this only sets how often an idle service asks again.
+    # At most 5 s: the broker connection gives up on a reply after 10 s.
+    poll_interval_ms: int = Field(2000, ge=10, le=5000, description="longest wait of one read of a stream")
     reclaim_idle_ms: int = Field(30_000, ge=100, description="pending entries idle this long are taken over")
     max_deliveries: int = Field(5, ge=1, description="deliveries before an entry is dead-lettered")
     outbox_poll_seconds: float = Field(1.0, gt=0)

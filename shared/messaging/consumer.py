@@ -85,7 +85,7 @@ class EventConsumer:
         handlers: dict[str, Handler],
         uow: UnitOfWorkFactory,
         batch_size: int = 500,
-        poll_interval_ms: int = 200,
+        poll_interval_ms: int = 2000,
         reclaim_idle_ms: int = 30_000,
         max_deliveries: int = 5,
     ):
